@@ -93,8 +93,8 @@ def build_manifest(dataset: str, root: str | Path, *, annotations: str | Path | 
     rows = adapter.read_annotations(root, annotations)
     duplicated = rows[rows.duplicated(["subject", "clip"], keep=False)]
     if len(duplicated):
-        raise ValueError(f"{dataset}: the sheet lists some clips twice: "
-                         f"{sorted(set(zip(duplicated["subject"], duplicated["clip"])))[:5]}")
+        twice = sorted(set(zip(duplicated["subject"], duplicated["clip"])))
+        raise ValueError(f"{dataset}: the sheet lists some clips twice: {twice[:5]}")
 
     kept, excluded, repairs, folders_found = [], [], [], 0
 
