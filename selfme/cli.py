@@ -13,6 +13,7 @@ from selfme.log import setup_logging
 COMMAND_MODULES = (
     "selfme.synth.cli",
     "selfme.datasets.cli",
+    "selfme.metrics.cli",
 )
 
 
