@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "selfme.synth.cli",
     "selfme.datasets.cli",
     "selfme.metrics.cli",
+    "selfme.face.cli",
 )
 
 
