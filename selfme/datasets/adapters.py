@@ -27,7 +27,17 @@ class Adapter:
     fps: ClassVar[float]
     default_color: ClassVar[str] = "rgb"
     sheet_names: ClassVar[tuple[str, ...]] = ()
-    aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: canonical column -> accepted normalised sheet headers (CASME II, SAMM and CAS(ME)^3 spellings);
+    #: a name ending in '?' is optional.
+    aliases: ClassVar[dict[str, tuple[str, ...]]] = {
+        "subject": ("subject",),
+        "clip": ("filename",),
+        "onset": ("onsetframe", "onset"),
+        "apex": ("apexframe", "apex"),
+        "offset": ("offsetframe", "offset"),
+        "action_units?": ("actionunits", "aus", "au"),
+        "source_label": ("estimatedemotion", "emotion"),
+    }
     frame_roots: ClassVar[tuple[str, ...]] = ("",)  # sub-folders of root that may hold subject folders
 
     def find_sheet(self, root: Path, annotations: str | Path | None) -> Path:
@@ -71,15 +81,6 @@ class CASME2(Adapter):
     name = "casme2"
     fps = 200.0
     sheet_names = ("CASME2-coding-20190701.xlsx", "CASME2-coding-20140508.xlsx", "CASME2-coding-*.xlsx")
-    aliases = {
-        "subject": ("subject",),
-        "clip": ("filename",),
-        "onset": ("onsetframe", "onset"),
-        "apex": ("apexframe", "apex"),
-        "offset": ("offsetframe", "offset"),
-        "action_units?": ("actionunits", "aus", "au"),
-        "source_label": ("estimatedemotion", "emotion"),
-    }
     frame_roots = ("", "CASME2_RAW_selected", "CASME2-RAW", "CASME2_RAW", "Cropped",
                    "CASME2_Cropped/Cropped", "CASME2-Cropped/Cropped")
 
@@ -104,15 +105,6 @@ class SAMM(Adapter):
     fps = 200.0
     default_color = "gray"
     sheet_names = ("SAMM_Micro_FACS_Codes_v2.xlsx", "SAMM_Micro_FACS_Codes*.xlsx")
-    aliases = {
-        "subject": ("subject",),
-        "clip": ("filename",),
-        "onset": ("onsetframe", "onset"),
-        "apex": ("apexframe", "apex"),
-        "offset": ("offsetframe", "offset"),
-        "action_units?": ("actionunits", "au"),
-        "source_label": ("estimatedemotion", "emotion"),
-    }
     frame_roots = ("", "SAMM")
 
     def subject_id(self, value: object) -> str:
@@ -127,15 +119,6 @@ class CASME3A(Adapter):
     name = "casme3a"
     fps = 30.0
     sheet_names = ("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "cas(me)3_part_A*.xlsx")
-    aliases = {
-        "subject": ("subject",),
-        "clip": ("filename",),
-        "onset": ("onset", "onsetframe"),
-        "apex": ("apex", "apexframe"),
-        "offset": ("offset", "offsetframe"),
-        "action_units?": ("au", "actionunits"),
-        "source_label": ("emotion", "estimatedemotion"),
-    }
     frame_roots = ("", "part_A", "data/part_A")
 
     def clip_id(self, row: pd.Series) -> str:
