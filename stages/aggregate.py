@@ -1,0 +1,32 @@
+"""DVC stage aggregate: all datasets' LOSO fold predictions -> metrics/summary.json, logs, plots.
+
+    python -m stages.aggregate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from selfme.datasets import class_names
+from selfme.log import setup_logging
+from selfme.metrics.aggregate import aggregate
+from stages._params import load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--metrics", default="metrics")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params("datasets", "prepare")
+    summary = aggregate(args.results, list(params["datasets"]), class_names(params["prepare"]["protocol"]),
+                        metrics_dir=args.metrics)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
