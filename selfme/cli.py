@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "selfme.datasets.cli",
     "selfme.metrics.cli",
     "selfme.face.cli",
+    "selfme.report_cli",
 )
 
 

@@ -1,0 +1,57 @@
+"""Ablation tables and sweep plots from `dvc exp show --json` output."""
+
+from __future__ import annotations
+
+from selfme.report import ablation_tables, experiments_table, to_markdown, write_report
+
+
+def _entry(name, ts, *, omega=0.1, tau=0.07, gamma=2, bspline=True, method="selfme", uf1=0.5, uar=0.6):
+    params = {"scvit": {"omega": omega, "tau": tau}, "extract": {"gamma": gamma, "bspline": bspline},
+              "motion": {"method": method}}
+    metrics = {"synthme": {"uf1": uf1, "uar": uar, "n_samples": 47, "n_folds": 8},
+               "average": {"uf1": uf1, "uar": uar}}
+    return {"rev": name * 6, "name": name, "data": {
+        "rev": name * 6, "timestamp": ts, "params": {"params.yaml": {"data": params}},
+        "metrics": {"metrics/summary.json": {"data": metrics}}}}
+
+
+def _exp_show():
+    base = _entry("main", "2026-01-01T00:00:00")
+    base["experiments"] = [
+        {"name": "a", "revs": [_entry("a", "2026-01-02T00:00:00", omega=0.0, uf1=0.4, uar=0.45)]},
+        {"name": "b", "revs": [_entry("b", "2026-01-03T00:00:00", gamma=1, uf1=0.45, uar=0.5)]},
+        {"name": "c", "revs": [_entry("c", "2026-01-04T00:00:00", method="tvl1", bspline=False, uf1=0.3, uar=0.35)]},
+        {"name": "d", "revs": [_entry("d", "2026-01-05T00:00:00", omega=0.2, uf1=0.55, uar=0.62)]},
+    ]
+    workspace = {"rev": "workspace", "name": None, "data": {"rev": "workspace", "timestamp": None,
+                                                            "params": {}, "metrics": {}}}
+    return [workspace, base]
+
+
+def test_experiments_table_flattens_params_and_metrics():
+    table = experiments_table(_exp_show())
+    assert list(table["experiment"]) == ["main", "a", "b", "c", "d"]  # the workspace has no metrics
+    row = table.set_index("experiment").loc["c"]
+    assert row["method"] == "tvl1" and not row["bspline"]
+    assert row["synthme.uf1"] == 0.3 and row["average.uar"] == 0.35
+
+
+def test_ablation_tables_have_the_paper_shapes():
+    tables = ablation_tables(experiments_table(_exp_show()))
+    t1, t3, t4 = tables.values()
+    # Table 1: (B-spline, SC, MA) combos; (True, True, True) is shared by main and d -> the later one (d).
+    combos = {tuple(r) for r in t1[["B-spline", "SC", "MA"]].itertuples(index=False)}
+    assert combos == {(True, True, True), (True, False, True), (True, True, False), (False, True, True)}
+    assert t1.set_index(["B-spline", "SC", "MA"]).loc[(True, True, True), "experiment"] == "d"
+    assert set(zip(t3["method"], t3["classifier"])) == {("selfme", "SCViT"), ("selfme", "ViT"), ("tvl1", "SCViT")}
+    assert sorted(t4["gamma"]) == [1, 2]
+    md = to_markdown(tables)
+    assert "## Table 3: motion source x classifier" in md and "| tvl1" in md
+
+
+def test_write_report_plots_sweeps(tmp_path):
+    written = write_report(experiments_table(_exp_show()), tmp_path)
+    assert (tmp_path / "report.md").read_text().startswith("# SelfME ablations")
+    assert "sweep_omega" in written  # omega takes 0, 0.1, 0.2
+    assert (tmp_path / "plots" / "sweep_omega.png").read_bytes()[:4] == b"\x89PNG"
+    assert "sweep_tau" not in written  # a single tau value: no curve
