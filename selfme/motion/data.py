@@ -1,0 +1,252 @@
+"""Frame-pair datasets for the motion learner: ME clips, VoxCeleb videos, and SynthME with head motion.
+
+Every sample is (source, target), two frames of the same video as float tensors [3, S, S] in [0, 1]
+(grey frames replicated to 3 channels, non-square frames centre-cropped, then resized to S). A sample is
+a pure function of (seed, epoch, index): the DataLoader's workers, their number and a resumed run all see
+the same pairs. An "epoch" is ``pairs_per_epoch`` samples; videos are visited in a per-epoch permutation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from selfme.datasets import read_manifest
+from selfme.datasets.frames import IMAGE_SUFFIXES, frame_number, index_frames
+from selfme.io import read_image
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+
+
+class FrameFolder:
+    """A video stored as numbered image files."""
+
+    def __init__(self, paths: Sequence[Path], name: str) -> None:
+        if not paths:
+            raise ValueError(f"video {name} has no frames")
+        self.paths, self.name = list(paths), name
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        return [read_image(self.paths[i]) for i in indices]
+
+
+class VideoFile:
+    """A video file read with OpenCV (frames decoded sequentially, so the frame a seed picks is exact)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name = path, path.stem
+        self._length: int | None = None
+
+    def __len__(self) -> int:
+        if self._length is None:
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise ValueError(f"cannot open video {self.path}")
+            self._length = max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+            cap.release()
+        return self._length
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        wanted, frames, last = set(indices), {}, None
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            for i in range(max(indices) + 1):
+                ok, frame = cap.read()
+                if not ok:
+                    break  # the container over-reported its length: use the last decoded frame
+                last = frame
+                if i in wanted:
+                    frames[i] = frame
+        finally:
+            cap.release()
+        if last is None:
+            raise ValueError(f"no frame decodable in {self.path}")
+        return [cv2.cvtColor(frames.get(i, last), cv2.COLOR_BGR2RGB) for i in indices]
+
+
+def _resolve_dir(frames_dir: str, manifest_path: Path) -> Path:
+    path = Path(frames_dir)
+    if path.is_absolute() or path.is_dir():
+        return path
+    beside = manifest_path.parent / path
+    return beside if beside.is_dir() else path
+
+
+def me_clip_videos(manifest: str | os.PathLike | pd.DataFrame, *, manifest_path: str | os.PathLike | None = None,
+                   clip_range: bool = True) -> list[FrameFolder]:
+    """One video per manifest row (cropped faces): frames onset..offset (all frames if ``clip_range`` is
+    False or the range is empty). Relative frames_dir resolve against the working directory, then the
+    manifest's folder."""
+    if not isinstance(manifest, pd.DataFrame):
+        manifest_path = Path(manifest)
+        manifest = read_manifest(manifest_path)
+    base = Path(manifest_path) if manifest_path is not None else Path("manifest.csv")
+    videos = []
+    for row in manifest.itertuples(index=False):
+        frames = index_frames(_resolve_dir(row.frames_dir, base))
+        numbers = [n for n in frames if not clip_range or int(row.onset) <= n <= int(row.offset)] or list(frames)
+        videos.append(FrameFolder([frames[n] for n in numbers], f"{row.subject}/{row.clip}"))
+    if not videos:
+        raise ValueError(f"manifest {manifest_path} has no clips")
+    return videos
+
+
+def voxceleb_videos(root: str | os.PathLike, *, split: str | None = "train") -> list[FrameFolder | VideoFile]:
+    """VoxCeleb in its usual preprocessed forms: ``root[/split]/<video>/`` folders of frames (e.g. 256x256
+    PNGs) or ``root[/split]/<video>.mp4`` files. Sorted by name."""
+    root = Path(root)
+    if split and (root / split).is_dir():
+        root = root / split
+    if not root.is_dir():
+        raise FileNotFoundError(f"VoxCeleb folder not found: {root} (one folder of frames or one mp4 per video)")
+    videos: list[FrameFolder | VideoFile] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            files = [p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+            files.sort(key=lambda p: (frame_number(p) if frame_number(p) is not None else -1, p.name))
+            if files:
+                videos.append(FrameFolder(files, entry.name))
+        elif entry.suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(VideoFile(entry))
+    if not videos:
+        raise ValueError(f"no videos (frame folders or {sorted(VIDEO_SUFFIXES)}) in {root}")
+    return videos
+
+
+def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 [H, W] or [H, W, 3] -> float [3, size, size] in [0, 1] (centre square crop, area resize)."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    h, w = image.shape[:2]
+    if h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top:top + side, left:left + side]
+    if image.shape[0] != size:
+        interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interp)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def random_head_motion(image: np.ndarray, rng: np.random.Generator, *, translate_px: float, rotate_deg: float,
+                       scale: float) -> np.ndarray:
+    """Warp by a random similarity about the centre: uniform translation (+-translate_px), rotation
+    (+-rotate_deg) and scale (1 +- scale), reflecting at the borders (synthetic rigid head motion)."""
+    h, w = image.shape[:2]
+    angle = rng.uniform(-rotate_deg, rotate_deg)
+    zoom = 1.0 + rng.uniform(-scale, scale)
+    tx, ty = rng.uniform(-translate_px, translate_px, size=2)
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, zoom)
+    matrix[:, 2] += (tx, ty)
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+class FramePairDataset(Dataset):
+    """Random (source, target) pairs of frames from the same video, ``pairs_per_epoch`` per epoch.
+
+    ``head_motion`` ({translate_px, rotate_deg, scale}, pixels of the *output* size) warps the target by
+    a random similarity (the demo's stand-in for VoxCeleb head motion); ``hflip`` mirrors both frames
+    with probability 0.5.
+    """
+
+    def __init__(self, videos: Sequence[FrameFolder | VideoFile], *, image_size: int, pairs_per_epoch: int,
+                 seed: int = 0, hflip: bool = False, head_motion: Mapping[str, float] | None = None) -> None:
+        if not videos:
+            raise ValueError("no videos")
+        self.videos, self.image_size, self.pairs_per_epoch = list(videos), int(image_size), int(pairs_per_epoch)
+        self.seed, self.hflip = int(seed), bool(hflip)
+        self.head_motion = dict(head_motion) if head_motion else None
+        if self.head_motion and not any(self.head_motion.values()):
+            self.head_motion = None
+        self.epoch = 0
+        self._order: np.ndarray | None = None
+        self._order_epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.pairs_per_epoch
+
+    def _video_order(self) -> np.ndarray:
+        n = len(self.videos)
+        rounds = math.ceil(self.pairs_per_epoch / n)
+        rng = np.random.default_rng([self.seed, self.epoch, 0x5E1F])
+        return np.concatenate([rng.permutation(n) for _ in range(rounds)])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= index < self.pairs_per_epoch:
+            raise IndexError(index)
+        if self._order is None or self._order_epoch != self.epoch:
+            self._order, self._order_epoch = self._video_order(), self.epoch
+        video = self.videos[int(self._order[index])]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        n = len(video)
+        pair = rng.choice(n, size=2, replace=False) if n > 1 else np.array([0, 0])
+        source, target = video.read([int(pair[0]), int(pair[1])])
+        source, target = to_tensor(source, self.image_size), to_tensor(target, self.image_size)
+        if self.head_motion:
+            warped = random_head_motion((target.permute(1, 2, 0).numpy() * 255.0).astype(np.float32), rng,
+                                        **self.head_motion)
+            target = torch.from_numpy(warped / 255.0).permute(2, 0, 1).float().clamp_(0, 1)
+        if self.hflip and rng.random() < 0.5:
+            source, target = source.flip(-1), target.flip(-1)
+        return source, target
+
+
+class OnsetApexPairs(Dataset):
+    """(onset, apex) frames of manifest clips: the pairs the extraction stage feeds the learner."""
+
+    def __init__(self, manifest: pd.DataFrame, *, image_size: int,
+                 manifest_path: str | os.PathLike | None = None) -> None:
+        base = Path(manifest_path) if manifest_path is not None else Path("manifest.csv")
+        self.items = []
+        for row in manifest.itertuples(index=False):
+            frames = index_frames(_resolve_dir(row.frames_dir, base))
+            if int(row.onset) not in frames or int(row.apex) not in frames:
+                raise ValueError(f"{row.subject}/{row.clip}: onset {row.onset} or apex {row.apex} frame missing")
+            self.items.append((frames[int(row.onset)], frames[int(row.apex)]))
+        self.image_size = int(image_size)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        onset, apex = self.items[index]
+        return to_tensor(read_image(onset), self.image_size), to_tensor(read_image(apex), self.image_size)
+
+
+def split_holdout(manifest: pd.DataFrame, holdout_clips: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held-out) rows: ``holdout_clips`` clips chosen by a seeded permutation (0: no held-out set)."""
+    if holdout_clips <= 0:
+        return manifest, manifest.iloc[:0]
+    if holdout_clips >= len(manifest):
+        raise ValueError(f"holdout_clips {holdout_clips} leaves no training clips (manifest has {len(manifest)})")
+    order = np.random.default_rng([seed, 0xD0]).permutation(len(manifest))
+    held = np.sort(order[:holdout_clips])
+    mask = np.zeros(len(manifest), dtype=bool)
+    mask[held] = True
+    return manifest[~mask].reset_index(drop=True), manifest[mask].reset_index(drop=True)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: derive numpy / random seeds from the worker's torch seed."""
+    import random
+
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+

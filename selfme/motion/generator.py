@@ -1,0 +1,83 @@
+"""The occlusion-aware generator: reconstructs the target frame from the source frame and the dense motion.
+
+Encoder features of the source are warped by the dense motion of F_dense (Eq. 5), multiplied by the
+occlusion map, passed through a residual bottleneck and decoded to an image (sigmoid output in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfme.motion.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from selfme.motion.dense_motion import DenseMotionNetwork
+
+
+def warp(inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
+    """Backward-warp [B, C, H, W] by a normalised grid [B, h, w, 2], resized to H x W if needed."""
+    h, w = inp.shape[2:]
+    if deformation.shape[1:3] != (h, w):
+        deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                                    align_corners=True).permute(0, 2, 3, 1)
+    return F.grid_sample(inp, deformation.to(inp.dtype), align_corners=True)
+
+
+class OcclusionAwareGenerator(nn.Module):
+    """(source [B, C, H, W], keypoints [B, K, 2] x 2) -> reconstruction of the target [B, C, H, W]."""
+
+    def __init__(self, *, num_kp: int, num_channels: int = 3, block_expansion: int = 64, max_features: int = 512,
+                 num_down_blocks: int = 2, num_bottleneck_blocks: int = 6, estimate_occlusion_map: bool = True,
+                 dense_motion_params: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
+                                                       estimate_occlusion_map=estimate_occlusion_map,
+                                                       **(dense_motion_params or {}))
+        self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
+        self.down_blocks = nn.ModuleList(
+            DownBlock2d(min(max_features, block_expansion * 2 ** i), min(max_features, block_expansion * 2 ** (i + 1)))
+            for i in range(num_down_blocks))
+        self.up_blocks = nn.ModuleList(
+            UpBlock2d(min(max_features, block_expansion * 2 ** (num_down_blocks - i)),
+                      min(max_features, block_expansion * 2 ** (num_down_blocks - i - 1)))
+            for i in range(num_down_blocks))
+        bottleneck_features = min(max_features, block_expansion * 2 ** num_down_blocks)
+        self.bottleneck = nn.Sequential()
+        for i in range(num_bottleneck_blocks):
+            self.bottleneck.add_module(f"r{i}", ResBlock2d(bottleneck_features))
+        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=7, padding=3)
+        self.num_down_blocks = num_down_blocks
+
+    def encode(self, source: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, C', H / 2^n, W / 2^n]."""
+        out = self.first(source)
+        for block in self.down_blocks:
+            out = block(out)
+        return out
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Bottleneck and decoder: [B, C', H / 2^n, W / 2^n] -> [B, C, H, W] in [0, 1]."""
+        out = self.bottleneck(features)
+        for block in self.up_blocks:
+            out = block(out)
+        return torch.sigmoid(self.final(out))
+
+    def forward(self, source: torch.Tensor, *, kp_source: torch.Tensor, kp_target: torch.Tensor,
+                gamma: float = 1.0) -> dict[str, torch.Tensor]:
+        """-> dense motion outputs (mask, deformation, displacement, occlusion_map, sparse_deformed) plus
+        ``deformed`` (the source warped by the dense motion) and ``prediction`` (the reconstruction)."""
+        factor = 2 ** self.num_down_blocks
+        if source.shape[-1] % factor or source.shape[-2] % factor:
+            raise ValueError(f"image sides must be divisible by {factor}, got {tuple(source.shape[-2:])}")
+        out = dict(self.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma))
+        features = warp(self.encode(source), out["deformation"])
+        occlusion = out.get("occlusion_map")
+        if occlusion is not None:
+            if occlusion.shape[2:] != features.shape[2:]:
+                occlusion = F.interpolate(occlusion, size=features.shape[2:], mode="bilinear", align_corners=True)
+            features = features * occlusion.to(features.dtype)
+        out["deformed"] = warp(source, out["deformation"])
+        out["prediction"] = self.decode(features)
+        return out

@@ -1,0 +1,196 @@
+"""The self-supervised motion learner (Sec. 3.2): F_kp + F_dense + generator, trained by reconstruction.
+
+``MotionLearner(source, target)`` detects keypoints in both frames (Eq. 1), builds the zeroth-order dense
+motion (Eq. 2-5), reconstructs the target from the source and returns the losses of Eq. 6-8. The saved
+model file (stage output) holds the two networks' state dicts and the architecture config, so
+``load_motion_model`` rebuilds it without params.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from selfme.io import atomic_path
+from selfme.motion.generator import OcclusionAwareGenerator
+from selfme.motion.keypoint_detector import KPDetector
+from selfme.motion.losses import PerceptualLoss, equivariance_loss
+from selfme.motion.transform import ThinPlateSpline
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "selfme-motion-model/1"
+#: First Order Motion Model's vox-256 architecture (the paper's learner): the ``motion`` section's keys.
+PAPER_ARCHITECTURE: dict[str, Any] = {
+    "image_size": 256, "num_kp": 10, "num_channels": 3,
+    "kp_detector": {"block_expansion": 32, "max_features": 1024, "num_blocks": 5, "temperature": 0.1,
+                    "scale_factor": 0.25, "pad": 0},
+    "dense_motion": {"block_expansion": 64, "max_features": 1024, "num_blocks": 5, "scale_factor": 0.25,
+                     "kp_variance": 0.01},
+    "generator": {"block_expansion": 64, "max_features": 512, "num_down_blocks": 2, "num_bottleneck_blocks": 6,
+                  "estimate_occlusion_map": True},
+}
+#: Keys of the ``motion`` params section that are not architecture (read by other stages).
+NON_ARCHITECTURE_KEYS = frozenset({"method"})
+LOSS_DEFAULTS: dict[str, Any] = {"perceptual": 10.0, "equivariance": 10.0, "scales": [1, 0.5, 0.25, 0.125],
+                                 "layer_weights": [1, 1, 1, 1, 1], "sigma_affine": 0.05, "sigma_tps": 0.005,
+                                 "points_tps": 5}
+
+
+def model_config(motion: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture part of params.yaml's ``motion`` section, checked, with nothing else in it."""
+    config = {k: copy.deepcopy(v) for k, v in motion.items() if k not in NON_ARCHITECTURE_KEYS}
+    unknown = set(config) - set(PAPER_ARCHITECTURE)
+    missing = set(PAPER_ARCHITECTURE) - set(config)
+    if unknown or missing:
+        raise KeyError(f"motion section: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
+                       f"(expected {sorted(PAPER_ARCHITECTURE)} and optionally {sorted(NON_ARCHITECTURE_KEYS)})")
+    for sub in ("kp_detector", "dense_motion", "generator"):
+        bad = set(config[sub]) - set(PAPER_ARCHITECTURE[sub])
+        if bad:
+            raise KeyError(f"motion.{sub}: unknown keys {sorted(bad)} (known: {sorted(PAPER_ARCHITECTURE[sub])})")
+    size = int(config["image_size"])
+    for sub, key in (("kp_detector", "num_blocks"), ("dense_motion", "num_blocks")):
+        scale = float(config[sub].get("scale_factor", 1))
+        factor = 2 ** int(config[sub].get("num_blocks", PAPER_ARCHITECTURE[sub][key]))
+        if (size * scale) % factor:
+            raise ValueError(f"motion.image_size {size} x motion.{sub}.scale_factor {scale} must be divisible "
+                             f"by 2^num_blocks = {factor}")
+    return config
+
+
+def loss_config(loss: Mapping[str, Any] | None) -> dict[str, Any]:
+    config = dict(LOSS_DEFAULTS)
+    unknown = set(loss or {}) - set(LOSS_DEFAULTS)
+    if unknown:
+        raise KeyError(f"loss section: unknown keys {sorted(unknown)} (known: {sorted(LOSS_DEFAULTS)})")
+    config.update(loss or {})
+    return config
+
+
+class MotionLearner(nn.Module):
+    """Keypoint detector + occlusion-aware generator (with its dense motion network) + losses.
+
+    ``losses=None`` builds the networks only (inference / motion extraction, no VGG).
+    """
+
+    def __init__(self, *, config: Mapping[str, Any], losses: Mapping[str, Any] | None = None,
+                 vgg: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = model_config(config)
+        c = self.config
+        self.kp_detector = KPDetector(num_kp=c["num_kp"], num_channels=c["num_channels"], **c["kp_detector"])
+        self.generator = OcclusionAwareGenerator(num_kp=c["num_kp"], num_channels=c["num_channels"],
+                                                 dense_motion_params=c["dense_motion"], **c["generator"])
+        self.loss_config = loss_config(losses) if losses is not None else None
+        self.perceptual = None
+        if self.loss_config is not None:
+            vgg = dict(vgg or {})
+            self.perceptual = PerceptualLoss(scales=self.loss_config["scales"],
+                                             layer_weights=self.loss_config["layer_weights"],
+                                             num_channels=c["num_channels"],
+                                             vgg_pretrained=bool(vgg.get("pretrained", True)),
+                                             vgg_weights=vgg.get("weights"))
+            self.perceptual.check_size(int(c["image_size"]))
+
+    def networks_state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The trainable part (no VGG): {'kp_detector': ..., 'generator': ...}."""
+        return {"kp_detector": self.kp_detector.state_dict(), "generator": self.generator.state_dict()}
+
+    def load_networks_state_dict(self, state: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        self.kp_detector.load_state_dict(state["kp_detector"])
+        self.generator.load_state_dict(state["generator"])
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.kp_detector.parameters()) + list(self.generator.parameters())
+
+    def estimate_motion(self, source: torch.Tensor, target: torch.Tensor, *,
+                        gamma: float = 1.0) -> dict[str, torch.Tensor]:
+        """Keypoints (Eq. 1) and dense motion (Eq. 2-5) from source to target, without reconstruction.
+
+        source, target [B, 3, H, W] in [0, 1] -> kp_source, kp_target [B, K, 2], deformation [B, h, w, 2],
+        displacement [B, 2, h, w] (pixels; target(p) ~= source(p + d(p))), mask, occlusion_map.
+        """
+        kp_source, kp_target = self.kp_detector(source), self.kp_detector(target)
+        dense = self.generator.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma)
+        return {"kp_source": kp_source, "kp_target": kp_target, **dense}
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor, *, gamma: float = 1.0,
+                rng: torch.Generator | None = None, with_losses: bool = True) -> dict[str, torch.Tensor]:
+        """source, target [B, 3, H, W] in [0, 1] -> dict with prediction [B, 3, H, W], kp_source/kp_target
+        [B, K, 2], displacement [B, 2, H/4, W/4] and the generator's other maps; with losses also
+        loss_perceptual (Eq. 6), loss_equivariance (Eq. 7) and loss (Eq. 8, the weighted sum)."""
+        kp_source = self.kp_detector(source)  # [B, K, 2]
+        kp_target = self.kp_detector(target)  # [B, K, 2]
+        out = self.generator(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma)
+        out.update(kp_source=kp_source, kp_target=kp_target)
+        if not with_losses:
+            return out
+        if self.loss_config is None or self.perceptual is None:
+            raise RuntimeError("this MotionLearner was built without losses (losses=None)")
+        lc = self.loss_config
+        loss_rec = self.perceptual(out["prediction"], target)
+        loss_eq = target.new_zeros((), dtype=torch.float32)
+        if lc["equivariance"]:
+            transform = ThinPlateSpline.random(target.shape[0], sigma_affine=lc["sigma_affine"],
+                                               sigma_tps=lc["sigma_tps"], points_tps=lc["points_tps"],
+                                               generator=rng, device=target.device)
+            loss_eq = equivariance_loss(self.kp_detector, target, kp_target, transform)
+        out["loss_perceptual"], out["loss_equivariance"] = loss_rec, loss_eq
+        out["loss"] = lc["perceptual"] * loss_rec + lc["equivariance"] * loss_eq  # Eq. 8
+        return out
+
+
+def save_motion_model(path: str | os.PathLike, model: MotionLearner, *, meta: Mapping[str, Any] | None = None) -> None:
+    """Write the stage output atomically: state dicts (CPU tensors), architecture config and metadata."""
+    state = {k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in model.networks_state_dict().items()}
+    payload = {"format": MODEL_FORMAT, "config": model.config, "meta": dict(meta or {}), **state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_motion_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> MotionLearner:
+    """Rebuild a saved motion learner (networks only, eval mode) for motion extraction."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"motion model not found: {path} (run the pretrain / finetune stage)")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a SelfME motion model (format {payload.get('format')!r})")
+    model = MotionLearner(config=payload["config"])
+    model.load_networks_state_dict(payload)
+    return model.to(map_location).eval()
+
+
+def load_weights(model: MotionLearner, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Initialise the networks from a SelfME model file or a First Order Motion Model checkpoint
+    (``vox-cpk.pth.tar``: same module names; its Jacobian head is ignored). Shapes must match."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"initial weights not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format") == MODEL_FORMAT and payload.get("config") != model.config:
+        raise ValueError(f"{path} was trained with motion architecture {payload.get('config')}, but params.yaml's "
+                         f"motion section gives {model.config}: rerun the pretrain stage or restore the section")
+    report: dict[str, list[str]] = {}
+    for name, module in (("kp_detector", model.kp_detector), ("generator", model.generator)):
+        if name not in payload:
+            raise KeyError(f"{path} has no {name!r} state dict")
+        state = {k: v for k, v in payload[name].items() if not k.startswith("jacobian")}
+        try:
+            result = module.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"{path}: its {name} does not fit the motion architecture: {exc}") from exc
+        if result.missing_keys:
+            raise ValueError(f"{path}: {name} lacks {result.missing_keys[:5]} (different architecture?)")
+        report[name] = list(result.unexpected_keys)
+        if result.unexpected_keys:
+            log.warning("%s: ignored %d unexpected %s keys, e.g. %s", path, len(result.unexpected_keys), name,
+                        result.unexpected_keys[:3])
+    return report

@@ -1,0 +1,145 @@
+"""The pretrain and finetune stages as plain functions (the stage scripts only read params.yaml).
+
+pretrain: frame pairs from VoxCeleb (``source: voxceleb``, ``data`` = its folder) or, for the demo, from
+cropped ME clips whose target frames get synthetic head motion (``source: synthme``, ``data`` = a face-crop
+folder with manifest.csv). finetune: random frame pairs of cropped ME clips, starting from the pretrained
+model (paper: Adam lr 2e-6, /10 at epochs 20 and 30).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from selfme.datasets import read_manifest
+from selfme.motion.checkpoint import resolve_checkpoint_dir, trajectory_params
+from selfme.motion.data import (FrameFolder, FramePairDataset, OnsetApexPairs, VideoFile, me_clip_videos,
+                                split_holdout, voxceleb_videos)
+from selfme.motion.model import MotionLearner, load_weights, model_config
+from selfme.motion.train import TrainConfig, train_motion
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("synthme", "manifest", "voxceleb")
+#: Stage keys that are not TrainConfig fields.
+DATA_KEYS = frozenset({"source", "data", "head_motion", "hflip", "init", "holdout_clips", "loss", "vgg",
+                       "voxceleb_split", "repeats"})
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:
+    """SHA-256 over every video's name and its files' names and sizes (cheap; catches re-cropped data)."""
+    digest = hashlib.sha256()
+    for video in videos:
+        paths = video.paths if isinstance(video, FrameFolder) else [video.path]
+        digest.update(video.name.encode())
+        for p in paths:
+            digest.update(f"{p.name}:{p.stat().st_size};".encode())
+    return digest.hexdigest()
+
+
+def _as_list(data: str | Sequence[str]) -> list[str]:
+    return [data] if isinstance(data, (str, os.PathLike)) else list(data)
+
+
+def load_face_manifests(data: str | Sequence[str]) -> tuple[pd.DataFrame, list[Path]]:
+    """Concatenate ``<folder>/manifest.csv`` of one or more face-crop folders (or manifest CSV paths)."""
+    frames, paths = [], []
+    for entry in _as_list(data):
+        path = Path(entry)
+        path = path / "manifest.csv" if path.suffix.lower() != ".csv" else path
+        frame = read_manifest(path)
+        frame["_manifest"] = str(path)
+        frames.append(frame)
+        paths.append(path)
+    return pd.concat(frames, ignore_index=True), paths
+
+
+def manifest_clip_videos(manifest: pd.DataFrame) -> list[FrameFolder]:
+    videos = []
+    for path, group in manifest.groupby("_manifest", sort=False):
+        videos += me_clip_videos(group.drop(columns="_manifest"), manifest_path=path)
+    return videos
+
+
+def _split_section(section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    unknown = set(section) - DATA_KEYS - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        raise KeyError(f"unknown keys {sorted(unknown)}")
+    if not section.get("data"):
+        raise KeyError("the stage section needs 'data' (a face-crop folder, or the VoxCeleb folder)")
+    return ({k: v for k, v in section.items() if k not in DATA_KEYS},
+            {k: section[k] for k in DATA_KEYS if k in section})
+
+
+def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any], *, out: str | os.PathLike,
+              checkpoints: str | os.PathLike, live_dir: str | os.PathLike | None,
+              init: str | os.PathLike | None = None, progress: bool = True) -> list[dict[str, float]]:
+    """Build the data and the learner for ``stage`` (pretrain | finetune) and train it.
+
+    ``init`` (finetune: the pretrained model; pretrain: ``section['init']`` when set) initialises the
+    networks. Checkpoints go to ``checkpoints/<hash of motion, section, data and init>/``. An epoch is
+    ``pairs_per_epoch`` pairs, or, when that is null, ``repeats`` pairs per video (FOMM's num_repeats).
+    """
+    train_values, data = _split_section(section)
+    seed = int(train_values.get("seed", 0))
+    arch = model_config(motion)
+    size = int(arch["image_size"])
+    source = data.get("source", "manifest")
+    if source not in SOURCES:
+        raise ValueError(f"{stage}.source must be one of {SOURCES}, got {source!r}")
+    head_motion = data.get("head_motion") if source == "synthme" else None
+    val_dataset = None
+    if source == "voxceleb":
+        videos = voxceleb_videos(data["data"], split=data.get("voxceleb_split", "train"))
+    else:
+        manifest, _ = load_face_manifests(data["data"])
+        train_rows, held = split_holdout(manifest, int(data.get("holdout_clips", 0) or 0), seed)
+        videos = manifest_clip_videos(train_rows)
+        if len(held):
+            val_dataset = ManifestOnsetApexPairs(held, size)
+    if not train_values.get("pairs_per_epoch"):
+        if not data.get("repeats"):
+            raise KeyError(f"{stage}: set pairs_per_epoch, or leave it null and set repeats")
+        train_values["pairs_per_epoch"] = int(data["repeats"]) * len(videos)
+    config = TrainConfig.from_mapping(train_values)
+    dataset = FramePairDataset(videos, image_size=size, pairs_per_epoch=config.pairs_per_epoch, seed=config.seed,
+                               hflip=bool(data.get("hflip", False)), head_motion=head_motion)
+    init = init if init is not None else data.get("init")
+    torch.manual_seed(config.seed)  # the networks' initialisation (and a random VGG's) follows the seed
+    model = MotionLearner(config=arch, losses=data.get("loss"), vgg=data.get("vgg"))
+    if init:
+        load_weights(model, init)
+        log.info("%s: networks initialised from %s", stage, init)
+    payload = {"stage": stage, "motion": arch, "section": trajectory_params(section),
+               "data": videos_fingerprint(videos), "init": file_sha256(init) if init else None}
+    run_dir = resolve_checkpoint_dir(checkpoints, payload)
+    log.info("%s: %d videos, %d pairs/epoch, %d epochs, checkpoints in %s", stage, len(videos),
+             config.pairs_per_epoch, config.epochs, run_dir)
+    meta = {"stage": stage, "source": source, "init": str(init) if init else None,
+            "section": {k: v for k, v in section.items()}}
+    return train_motion(model, dataset, config=config, out_path=out, checkpoint_dir=run_dir, live_dir=live_dir,
+                        val_dataset=val_dataset, hash_payload=payload, meta=meta, progress=progress)
+
+
+class ManifestOnsetApexPairs(OnsetApexPairs):
+    """Held-out clips' onset -> apex pairs, resolved per manifest file."""
+
+    def __init__(self, held: pd.DataFrame, image_size: int) -> None:
+        self.items, self.image_size = [], int(image_size)
+        for path, group in held.groupby("_manifest", sort=False):
+            part = OnsetApexPairs(group.drop(columns="_manifest"), image_size=image_size, manifest_path=path)
+            self.items += part.items

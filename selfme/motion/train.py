@@ -1,0 +1,249 @@
+"""The training loop shared by the pretrain and finetune stages.
+
+CUDA with bf16 autocast when present, CPU otherwise; Adam (betas 0.5, 0.999) with MultiStepLR; one
+resumable checkpoint per run folder ``<checkpoint_root>/<params hash>/last.pt`` (networks, optimizer,
+scheduler, epoch and the python / numpy / torch RNG states, loadable with ``weights_only=True``);
+DistributedDataParallel under torchrun (only when WORLD_SIZE > 1); dvclive curves and sample PNGs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from selfme.motion.data import seed_worker
+from selfme.motion.evaluate import evaluate_reconstruction, sample_image
+from selfme.motion.model import MotionLearner, save_motion_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation settings of one stage (the stage section's keys; ``loss``/``vgg`` go to the model)."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    pairs_per_epoch: int
+    betas: tuple[float, float] = (0.5, 0.999)
+    milestones: tuple[int, ...] = ()
+    lr_decay: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_every: int = 1
+    image_every: int = 1
+    amp: bool = True  # bf16 autocast, CUDA only
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise KeyError(f"unknown training keys {sorted(unknown)}")
+        known = dict(values)
+        for key in ("betas", "milestones"):
+            if key in known:
+                known[key] = tuple(known[key])
+        config = cls(**known)
+        if config.epochs < 1 or config.batch_size < 1 or config.pairs_per_epoch < config.batch_size:
+            raise ValueError("need epochs >= 1, batch_size >= 1 and pairs_per_epoch >= batch_size")
+        return config
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class _Shard(torch.utils.data.Sampler):
+    """Indices rank, rank + world, ... (equal counts on every rank, deterministic)."""
+
+    def __init__(self, length: int, rank: int, world: int) -> None:
+        self.indices = list(range(rank, length - length % world, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _fixed_sample(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    epoch = getattr(dataset, "epoch", None)
+    if epoch is not None:
+        dataset.set_epoch(0)
+    source, target = dataset[0]
+    if epoch is not None:
+        dataset.set_epoch(epoch)
+    return source, target
+
+
+def _trim_live_dir(live_dir: Path, start_step: int) -> None:
+    """Drop dvclive rows at or after ``start_step`` (a resumed run rewrites them)."""
+    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text(encoding="utf-8").splitlines()
+        if not lines:
+            continue
+        header, rows = lines[0], lines[1:]
+        step_col = header.split("\t").index("step") if "step" in header.split("\t") else None
+        if step_col is None:
+            continue
+        kept = [r for r in rows if int(r.split("\t")[step_col]) < start_step]
+        tsv.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
+
+
+def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig, out_path: str | os.PathLike,
+                 checkpoint_dir: str | os.PathLike, live_dir: str | os.PathLike | None = None,
+                 val_dataset: Dataset | None = None, hash_payload: Mapping[str, Any] | None = None,
+                 meta: Mapping[str, Any] | None = None, device: str | torch.device | None = None,
+                 progress: bool = True) -> list[dict[str, float]]:
+    """Train for ``config.epochs`` epochs (resuming ``checkpoint_dir/last.pt`` if it exists), write the
+    final model atomically to ``out_path`` and return the per-epoch history (rank 0's view).
+
+    ``checkpoint_dir`` must already be specific to the run's parameters (see :func:`params_hash`); its
+    checkpoint is resumed only when its stored hash equals the folder's hash payload's.
+    """
+    from tqdm import tqdm
+
+    rank, world, local_rank = _distributed()
+    if device is None:
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    use_amp = config.amp and device.type == "cuda"
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
+    run_hash = params_hash(hash_payload or {})
+    checkpoint_dir, out_path = Path(checkpoint_dir), Path(out_path)
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    loss_rng = torch.Generator().manual_seed(config.seed * 1000 + 17 + rank)
+    model.to(device)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # shares the Parameter objects
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.lr, betas=config.betas)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones),
+                                                     gamma=config.lr_decay)
+    start_epoch, history = 0, []
+    state = read_checkpoint(checkpoint_dir, run_hash, map_location=device)
+    if state is not None:
+        model.load_networks_state_dict(state["networks"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        if rank < len(state["loss_rng"]):
+            loss_rng.set_state(state["loss_rng"][rank].cpu())
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        log.info("resuming %s at epoch %d of %d", checkpoint_dir, start_epoch, config.epochs)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    live = None
+    if rank == 0 and live_dir is not None:
+        from dvclive import Live
+
+        live_dir = Path(live_dir)
+        if start_epoch > 0 and live_dir.is_dir():
+            _trim_live_dir(live_dir, start_epoch)
+        live = Live(str(live_dir), resume=start_epoch > 0, dvcyaml=False, save_dvc_exp=False)
+        live.step = start_epoch
+        live.log_params({"params_hash": run_hash, "world_size": world, "device": str(device)})
+    vis_source, vis_target = _fixed_sample(val_dataset if val_dataset is not None else dataset)
+
+    def save_checkpoint(epoch: int) -> None:
+        rngs = [loss_rng.get_state()]
+        if world > 1:
+            rngs = [torch.empty_like(rngs[0]) for _ in range(world)]
+            dist.all_gather_object(rngs, loss_rng.get_state())
+        if rank != 0:
+            return
+        write_checkpoint(checkpoint_dir, {
+            "params_hash": run_hash, "epoch": epoch, "networks": model.networks_state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+            "loss_rng": rngs, "history": history}, hash_payload=hash_payload)
+
+    per_rank = config.batch_size // world
+    for epoch in range(start_epoch, config.epochs):
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=_Shard(len(dataset), rank, world),
+                            num_workers=config.num_workers, worker_init_fn=seed_worker, drop_last=True,
+                            generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+                            pin_memory=device.type == "cuda")
+        model.train()
+        sums = torch.zeros(6, dtype=torch.float64, device=device)
+        tic = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0,
+                   leave=False)
+        for step, (source, target) in enumerate(bar):
+            source = source.to(device, non_blocking=True)
+            target = target.to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                out = net(source, target, rng=loss_rng)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            optimizer.step()
+            with torch.no_grad():  # accumulated on the device: no host sync per step
+                b = source.shape[0]
+                sums += torch.stack([out["loss"].float(), out["loss_perceptual"].float(),
+                                     out["loss_equivariance"].float(),
+                                     (out["prediction"].float() - target).abs().mean(),
+                                     (source - target).abs().mean(), torch.ones((), device=device)]).double() * b
+            if step % 10 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{out['loss'].item():.4f}")
+        if world > 1:
+            dist.all_reduce(sums)
+        seconds = time.perf_counter() - tic
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        s = (sums[:5] / sums[5].clamp_min(1)).tolist()
+        record = {"epoch": epoch + 1, "loss": s[0], "perceptual": s[1], "equivariance": s[2],
+                  "l1_reconstruction": s[3], "l1_identity": s[4], "lr": lr, "images": float(sums[5]),
+                  "seconds": seconds, "images_per_second": float(sums[5]) / max(seconds, 1e-9)}
+        if val_dataset is not None and rank == 0:
+            val = evaluate_reconstruction(model, val_dataset, device=device, batch_size=per_rank)
+            record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
+        history.append(record)
+        log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                 ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+        if live is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    name = key.replace("val_", "val/") if key.startswith("val_") else f"train/{key}"
+                    live.log_metric(name, value)
+            if config.image_every and ((epoch + 1) % config.image_every == 0 or epoch + 1 == config.epochs):
+                live.log_image(f"sample_epoch{epoch + 1:04d}.png", sample_image(model, vis_source, vis_target,
+                                                                                device=device))
+            live.next_step()
+        last = epoch + 1 == config.epochs
+        if last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
+            save_checkpoint(epoch + 1)
+    if live is not None:
+        live.end()
+    if rank == 0:
+        save_motion_model(out_path, model, meta={**dict(meta or {}), "params_hash": run_hash,
+                                                 "epochs": config.epochs, "history": history})
+    if world > 1:
+        dist.barrier()
+    return history

@@ -1,0 +1,42 @@
+"""DVC stage finetune: the pretrained motion learner fine-tuned on frame pairs of cropped ME clips.
+
+    python -m stages.finetune
+
+Reads params.yaml's ``motion`` and ``finetune`` sections (``finetune.data``: the face-crop folder(s) with
+manifest.csv); starts from models/motion/pretrain.pt; writes models/motion/finetune.pt, checkpoints under
+models/motion/checkpoints/finetune/<params hash>/ and dvclive curves in dvclive/finetune.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from selfme.log import setup_logging
+from selfme.motion.pipeline import run_stage
+from stages._params import load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--init", default="models/motion/pretrain.pt", help="the pretrained motion model")
+    parser.add_argument("--out", default="models/motion/finetune.pt")
+    parser.add_argument("--checkpoints", default="models/motion/checkpoints/finetune",
+                        help="resumable checkpoints go to <this>/<params hash>/")
+    parser.add_argument("--live", default="dvclive/finetune", help="dvclive folder")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params("motion", "finetune")
+    history = run_stage("finetune", params["motion"], params["finetune"], out=args.out,
+                        checkpoints=args.checkpoints, live_dir=args.live, init=args.init)
+    last = history[-1] if history else {}
+    summary = f"finetune: {len(history)} epochs, final loss {last.get('loss', float('nan')):.4f}"
+    if "val_l1_reconstruction" in last:
+        summary += (f", held-out onset->apex L1 {last['val_l1_reconstruction']:.4f} "
+                    f"(identity {last['val_l1_identity']:.4f})")
+    print(f"{summary} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
