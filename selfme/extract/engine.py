@@ -1,0 +1,167 @@
+"""Onset -> apex motion of a batch of clips, for every method, in one convention.
+
+The stored convention is OpenCV's forward flow onset -> apex: onset(x) ~= apex(x + F(x)), in pixels of the
+crop. The classical methods produce it directly (``calcOpticalFlow*(onset, apex)``). The learner does not:
+its dense motion is *backward* (First Order Motion Model): with source S and target T it returns d on the
+H/4 lattice with T(p) ~= S(p + d(p)), i.e. the map psi = id + d takes target coordinates to source ones.
+
+SelfME's chain (Sec. 3.2, Eq. 2 and 9): gamma scales the keypoint displacements (Eq. 2), the lattice d is
+expanded by the cubic B-spline (Eq. 9) to the full-resolution velocity v, and scaling and squaring gives
+the diffeomorphism psi = exp(v). Then
+
+* source = onset (default, the paper's reading: the onset frame is animated into the apex): psi maps apex
+  to onset coordinates, so the forward field is its inverse, exp(-v) (exact for a stationary velocity
+  field); with ``bspline: false`` (bilinear upsampling, no exponentiation) the inverse of id + v is taken
+  by fixed-point iteration;
+* source = apex: psi already maps onset to apex coordinates; F = exp(v) (or v).
+
+"Folding before" is measured on id + v (the expanded field taken as a displacement, what the generator
+warps with), "folding after" on the stored field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, invert_displacement,
+                            lattice_spacing, scaling_and_squaring)
+from selfme.extract.config import ExtractConfig
+from selfme.flow.classic import classical_flow
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class PairMotion:
+    """One clip's result: forward flow float32 [H, W, 2] (gamma applied), folding fractions, seconds."""
+
+    flow: np.ndarray
+    folding_raw: float
+    folding: float
+    seconds: float
+    flow_gamma1: np.ndarray | None = None  # the learner at gamma 1 (for accuracy figures), if asked
+
+
+def expand_learned(displacement: torch.Tensor, *, image_size: int, bspline: bool, ss_steps: int,
+                   source_frame: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Learner lattice [B, 2, h, w] (backward, pixels of the learner input) -> (forward field [B, 2, S, S],
+    folding before, folding after) following the module docstring."""
+    s = lattice_spacing(displacement.shape[-1], image_size)
+    disp = displacement.float()
+    exponentiate = bspline and ss_steps > 0
+    velocity = bspline_expand(disp, s) if bspline else bilinear_expand(disp, s)
+    raw_fold = folding_fraction(velocity)
+    if exponentiate:
+        forward = scaling_and_squaring(-velocity if source_frame == "onset" else velocity, ss_steps)
+    else:
+        forward = invert_displacement(velocity) if source_frame == "onset" else velocity
+    return forward, raw_fold, folding_fraction(forward)
+
+
+class MotionEngine:
+    """Computes :class:`PairMotion` for batches of (onset, apex) uint8 frames with one configuration."""
+
+    def __init__(self, config: ExtractConfig, *, model_path: str | os.PathLike | None = None,
+                 learner: torch.nn.Module | None = None) -> None:
+        self.config = config
+        self.device = config.resolve_device()
+        self.learner = None
+        self.model_checksum: str | None = None
+        if config.method == "selfme":
+            if learner is None:
+                if model_path is None:
+                    raise ValueError("motion.method selfme needs the motion model (models/motion/finetune.pt)")
+                from selfme.motion.model import load_motion_model
+
+                learner = load_motion_model(model_path, map_location=self.device)
+                self.model_checksum = file_sha256(model_path)
+            else:
+                digest = hashlib.sha256()
+                for name, tensor in sorted(learner.state_dict().items()):
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().cpu().numpy().tobytes())
+                self.model_checksum = digest.hexdigest()
+            self.learner = learner.to(self.device).eval()
+            self.image_size = int(self.learner.config["image_size"])
+        log.info("motion %s on %s%s", config.method, self.device,
+                 f", model {str(model_path)!r}" if model_path else "")
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def _learned(self, onsets: torch.Tensor, apexes: torch.Tensor, gamma: float,
+                 out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c = self.config
+        source, target = (onsets, apexes) if c.source_frame == "onset" else (apexes, onsets)
+        motion = self.learner.estimate_motion(source, target, gamma=gamma)
+        forward, raw_fold, fold = expand_learned(motion["displacement"], image_size=self.image_size,
+                                                 bspline=c.bspline, ss_steps=c.ss_steps,
+                                                 source_frame=c.source_frame)
+        if tuple(forward.shape[-2:]) != tuple(out_size):
+            h, w = out_size
+            scale = torch.tensor([w / forward.shape[-1], h / forward.shape[-2]], device=forward.device)
+            forward = F.interpolate(forward, size=out_size, mode="bilinear", align_corners=False)
+            forward = forward * scale.view(1, 2, 1, 1)
+            fold = folding_fraction(forward)
+        return forward, raw_fold, fold
+
+    def compute(self, onsets: Sequence[np.ndarray], apexes: Sequence[np.ndarray], *,
+                with_gamma1: bool = False) -> list[PairMotion]:
+        """uint8 frames (RGB [H, W, 3] or grey [H, W], all the same size) -> one PairMotion per pair.
+
+        ``with_gamma1`` also runs the learner at gamma 1 (only when gamma != 1; not timed)."""
+        c = self.config
+        size = onsets[0].shape[:2]
+        if c.method != "selfme":
+            self._sync()
+            tic = time.perf_counter()
+            flows = classical_flow(c.method, onsets, apexes, getattr(c, c.method), device=self.device)
+            seconds = (time.perf_counter() - tic) / len(flows)
+            folds = folding_fraction(torch.from_numpy(flows).permute(0, 3, 1, 2)).tolist()
+            return [PairMotion(flow=f, folding_raw=fd, folding=fd, seconds=seconds) for f, fd in zip(flows, folds)]
+        if size[0] != size[1]:
+            raise ValueError(f"the motion learner needs square crops, got {size[1]}x{size[0]}")
+        from selfme.motion.data import to_tensor
+
+        src = torch.stack([to_tensor(a, self.image_size) for a in onsets]).to(self.device)
+        dst = torch.stack([to_tensor(a, self.image_size) for a in apexes]).to(self.device)
+        self._sync()
+        tic = time.perf_counter()
+        forward, raw_fold, fold = self._learned(src, dst, float(c.gamma), size)
+        self._sync()
+        seconds = (time.perf_counter() - tic) / len(onsets)
+        gamma1 = None
+        if with_gamma1 and float(c.gamma) != 1.0:
+            gamma1 = self._learned(src, dst, 1.0, size)[0].permute(0, 2, 3, 1).float().cpu().numpy()
+        flows = forward.permute(0, 2, 3, 1).float().cpu().numpy()
+        return [PairMotion(flow=flows[i], folding_raw=float(raw_fold[i]), folding=float(fold[i]), seconds=seconds,
+                           flow_gamma1=None if gamma1 is None else gamma1[i]) for i in range(len(onsets))]
+
+
+def resolve_path(path: str, manifest_path: str | os.PathLike | None) -> Path:
+    """A manifest path: as written (relative to the working directory), else beside the manifest."""
+    p = Path(path)
+    if p.is_absolute() or p.exists() or manifest_path is None:
+        return p
+    beside = Path(manifest_path).parent / p
+    return beside if beside.exists() else p

@@ -1,0 +1,97 @@
+"""Every motion method side by side on a dataset with ground-truth motion (SynthME): metrics/motion.json.
+
+Each variant is the ``extract`` section with a few keys overridden (e.g. ``{method: tvl1}`` or
+``{method: selfme, bspline: false}``); its motion is computed in memory (nothing is stored), compared with
+the ground truth on the regions of :mod:`selfme.extract.quality`, and timed. The figure of a clip puts the
+ground truth and every variant's gamma-1 motion on one colour scale.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from selfme.datasets import read_manifest
+from selfme.extract.config import ExtractConfig
+from selfme.extract.dataset import clip_jobs
+from selfme.extract.engine import MotionEngine
+from selfme.extract.quality import clip_quality, regions
+from selfme.flow.viz import motion_figure
+from selfme.io import atomic_dir, read_image, write_image, write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Mapping[str, Any]], *,
+                     extract: Mapping[str, Any] | None = None, model_path: str | os.PathLike | None = None,
+                     learner=None, metrics_path: str | os.PathLike | None = None,
+                     plots_dir: str | os.PathLike | None = None, plot_clips: int = 4, max_clips: int = 0,
+                     progress: bool = True) -> dict[str, Any]:
+    """Figures of every variant on the manifest's clips that have a ground truth (see the module docstring).
+
+    Returns {"dataset", "clips", "variants": {name: {...}}} (also written to ``metrics_path``).
+    """
+    manifest = read_manifest(manifest_path)
+    jobs = [j for j in clip_jobs(manifest, manifest_path, Path(".")) if j["truth"] is not None]
+    if max_clips > 0:
+        jobs = jobs[:max_clips]
+    if not jobs:
+        raise ValueError(f"no clip of {manifest_path} has a ground-truth motion (column ground_truth)")
+    frames = [(read_image(j["onset_file"]), read_image(j["apex_file"])) for j in jobs]
+    truths = [np.load(j["truth"]).astype(np.float32) for j in jobs]
+    masks = [regions(t, j["row"]) for t, j in zip(truths, jobs)]
+    shown: dict[str, list[np.ndarray]] = {}
+    out: dict[str, Any] = {"dataset": str(manifest["dataset"].iloc[0]), "clips": len(jobs), "variants": {}}
+    for name, overrides in variants.items():
+        config = ExtractConfig.from_params(extract, **dict(overrides))
+        engine = MotionEngine(config, model_path=model_path if config.method == "selfme" else None,
+                              learner=learner if config.method == "selfme" else None)
+        per_clip, seconds, folds = [], [], []
+        starts = range(0, len(jobs), config.batch_size)
+        for start in tqdm(starts, desc=f"evaluate {name}", unit="batch", disable=not progress):
+            batch = frames[start:start + config.batch_size]
+            results = engine.compute([a for a, _ in batch], [b for _, b in batch], with_gamma1=True)
+            for k, result in enumerate(results):
+                i = start + k
+                per_clip.append(clip_quality(result.flow, truths[i], masks[i], gamma=config.applied_gamma,
+                                             flow_gamma1=result.flow_gamma1))
+                seconds.append(result.seconds)
+                folds.append((result.folding_raw, result.folding))
+                if i < plot_clips:
+                    at_one = result.flow_gamma1
+                    shown.setdefault(name, []).append(result.flow / config.applied_gamma if at_one is None
+                                                      else at_one)
+        figures = {k[4:]: round(float(np.mean([q[k] for q in per_clip if q.get(k) is not None])), 5)
+                   for k in per_clip[0] if k.startswith("epe_") and not k.endswith("_zero")
+                   and any(q.get(k) is not None for q in per_clip)}
+        out["variants"][name] = {
+            "method": config.method, "gamma": config.applied_gamma,
+            "epe": figures,
+            "folding_before_ss": round(float(np.mean([f[0] for f in folds])), 6),
+            "folding_after_ss": round(float(np.mean([f[1] for f in folds])), 6),
+            "clips_folding_before_ss": int(sum(f[0] > 0 for f in folds)),
+            "clips_folding_after_ss": int(sum(f[1] > 0 for f in folds)),
+            "seconds_per_pair": round(float(np.mean(seconds)), 5),
+            "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3),
+            "device": str(engine.device)}
+        log.info("%s: EPE all %.4f face %s expression %s px, folding %.4f -> %.4f, %.1f pairs/s", name,
+                 figures.get("all", float("nan")), figures.get("face"), figures.get("expression"),
+                 out["variants"][name]["folding_before_ss"], out["variants"][name]["folding_after_ss"],
+                 out["variants"][name]["pairs_per_second"])
+    zero = [clip_quality(np.zeros_like(t), t, m, gamma=1.0, flow_gamma1=None) for t, m in zip(truths, masks)]
+    out["zero_motion_epe"] = {k[4:-5]: round(float(np.mean([q[k] for q in zero if q.get(k) is not None])), 5)
+                              for k in zero[0] if k.endswith("_zero") and any(q.get(k) is not None for q in zero)}
+    if metrics_path is not None:
+        write_json(metrics_path, out)
+    if plots_dir is not None:
+        with atomic_dir(plots_dir) as tmp:
+            for i, job in enumerate(jobs[:plot_clips]):
+                panels = [("onset", frames[i][0]), ("ground truth", truths[i])]
+                panels += [(name, flows[i]) for name, flows in shown.items() if i < len(flows)]
+                write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png", motion_figure(panels))
+    return out

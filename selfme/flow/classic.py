@@ -1,0 +1,75 @@
+"""Farneback and DIS flow (OpenCV's main modules) and the dispatch over the classical methods.
+
+Parameters are plain mappings (params.yaml's ``extract.farneback`` / ``extract.dis`` / ``extract.tvl1``);
+missing keys take the defaults below (Farneback: the values MER toolkits use with
+``cv2.calcOpticalFlowFarneback``; DIS: OpenCV's ``PRESET_MEDIUM``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from selfme.flow.tvl1 import TVL1Params, tvl1_flow
+
+CLASSICAL_METHODS = ("tvl1", "farneback", "dis")
+FARNEBACK_DEFAULTS: dict[str, Any] = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
+                                      "poly_sigma": 1.2, "flags": 0}
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+DIS_DEFAULTS: dict[str, Any] = {"preset": "medium"}
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H, W, 3] or grey [H, W] -> uint8 grey [H, W] (ITU-R BT.601 weights, as cv2.cvtColor)."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
+
+
+def _checked(values: Mapping[str, Any] | None, defaults: Mapping[str, Any], name: str) -> dict[str, Any]:
+    values = dict(values or {})
+    unknown = set(values) - set(defaults)
+    if unknown:
+        raise KeyError(f"unknown {name} parameters {sorted(unknown)} (known: {sorted(defaults)})")
+    return {**defaults, **values}
+
+
+def farneback_flow(i0: np.ndarray, i1: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Farneback (2003) polynomial-expansion flow, I0 -> I1: float32 [H, W, 2]."""
+    p = _checked(params, FARNEBACK_DEFAULTS, "farneback")
+    return cv2.calcOpticalFlowFarneback(to_gray(i0), to_gray(i1), None, float(p["pyr_scale"]), int(p["levels"]),
+                                        int(p["winsize"]), int(p["iterations"]), int(p["poly_n"]),
+                                        float(p["poly_sigma"]), int(p["flags"]))
+
+
+def dis_flow(i0: np.ndarray, i1: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Dense Inverse Search (Kroeger et al. 2016) flow, I0 -> I1: float32 [H, W, 2]."""
+    p = _checked(params, DIS_DEFAULTS, "dis")
+    if p["preset"] not in DIS_PRESETS:
+        raise ValueError(f"dis.preset must be one of {sorted(DIS_PRESETS)}, got {p['preset']!r}")
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[p["preset"]])
+    return dis.calc(to_gray(i0), to_gray(i1), None)
+
+
+def classical_flow(method: str, onsets: Sequence[np.ndarray], apexes: Sequence[np.ndarray],
+                   params: Mapping[str, Any] | None = None, *, device: torch.device | str = "cpu") -> np.ndarray:
+    """Forward flow onset -> apex of a batch of uint8 frames: float32 [B, H, W, 2].
+
+    ``params`` is the method's own parameter mapping. TV-L1 runs batched in torch on ``device``; Farneback
+    and DIS run frame pair by frame pair in OpenCV (CPU).
+    """
+    if method not in CLASSICAL_METHODS:
+        raise ValueError(f"unknown optical-flow method {method!r} (known: {CLASSICAL_METHODS})")
+    gray0 = [to_gray(a) for a in onsets]
+    gray1 = [to_gray(a) for a in apexes]
+    if method == "tvl1":
+        flow = tvl1_flow(np.stack(gray0), np.stack(gray1), TVL1Params.from_mapping(params), device=device)
+        return flow.cpu().numpy().astype(np.float32)
+    fn = farneback_flow if method == "farneback" else dis_flow
+    return np.stack([fn(a, b, params) for a, b in zip(gray0, gray1)]).astype(np.float32)

@@ -1,0 +1,42 @@
+"""DVC stage motion_eval: every motion method against SynthME's ground-truth motion, metrics/motion.json.
+
+    python -m stages.motion_eval
+
+Reads the ``motion_eval`` section (dataset, variants: name -> overrides of the ``extract`` section,
+plot_clips, max_clips) and ``extract``; input data/faces/<dataset>/manifest.csv and, for SelfME variants,
+models/motion/finetune.pt. Writes metrics/motion.json (EPE per region, folding before/after scaling and
+squaring, time per pair, per variant) and side-by-side flow-colour PNGs in metrics/plots/motion_eval/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from selfme.extract import evaluate_methods
+from selfme.log import setup_logging
+from stages._params import load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces-dir", default="data/faces")
+    parser.add_argument("--model", default="models/motion/finetune.pt")
+    parser.add_argument("--metrics", default="metrics/motion.json")
+    parser.add_argument("--plots-dir", default="metrics/plots/motion_eval")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params("extract", "motion_eval")
+    section = params["motion_eval"]
+    result = evaluate_methods(f"{args.faces_dir}/{section['dataset']}/manifest.csv", section["variants"],
+                              extract=params["extract"], model_path=args.model, metrics_path=args.metrics,
+                              plots_dir=args.plots_dir, plot_clips=int(section.get("plot_clips", 4)),
+                              max_clips=int(section.get("max_clips", 0)))
+    for name, figures in result["variants"].items():
+        print(f"{name:>20}: EPE {figures['epe']}, folding {figures['folding_before_ss']:.4f} -> "
+              f"{figures['folding_after_ss']:.4f}, {figures['pairs_per_second']:.2f} pairs/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
