@@ -1,0 +1,184 @@
+"""Training one LOSO fold with a fixed schedule and predicting its held-out subject.
+
+Paper schedule (Sec. 4.3): Adam lr 1e-4, batch 32, ExponentialLR 0.9 per epoch, 60 epochs; the model
+after the LAST epoch predicts the test subject. Nothing here ever sees the test subject while training:
+no early stopping, no epoch or model selection, no statistics of its data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from selfme.scvit.factory import SCViTConfig, config_from_section, create_scvit
+from selfme.scvit.inputs import hflip
+from selfme.scvit.losses import SCViTLoss
+from selfme.scvit.model import SCViT
+
+log = logging.getLogger(__name__)
+
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LosoConfig:
+    """The fold schedule (params.yaml section ``loso``).
+
+    epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
+    hflip: probability of mirroring a training sample (the horizontal motion changes sign); 0 is off.
+    class_weight: ``none`` or ``balanced`` (inverse class frequency of the training subjects only).
+    seed: every fold derives its own seed from it and the test subject's name.
+    Execution only (they do not change what a fold computes, so they do not key its results):
+    workers (parallel fold processes), device (auto | cpu | cuda | cuda:N), threads (torch threads
+    per worker; 0: cores / workers), live (dvclive training curves per fold).
+    """
+
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 1e-4
+    gamma_lr: float = 0.9
+    weight_decay: float = 0.0
+    hflip: float = 0.0
+    class_weight: str = "none"
+    seed: int = 0
+    workers: int = 1
+    device: str = "auto"
+    threads: int = 0
+    live: bool = False
+
+    EXECUTION_KEYS = ("workers", "device", "threads", "live")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 < self.gamma_lr <= 1:
+            raise ValueError("loso needs epochs >= 1, batch_size >= 1, lr > 0 and 0 < gamma_lr <= 1")
+        if not 0 <= self.hflip <= 1:
+            raise ValueError(f"loso.hflip is a probability, got {self.hflip}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if self.workers < 1:
+            raise ValueError(f"loso.workers must be >= 1, got {self.workers}")
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any]) -> "LosoConfig":
+        return config_from_section(cls, section, "loso")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def result_key(self) -> dict[str, Any]:
+        """The settings that change a fold's predictions."""
+        return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS}
+
+
+def fold_seed(seed: int, subject: str) -> int:
+    """A fold's seed: independent of which other folds run, in which order or in which worker."""
+    return (int(seed) * 1_000_003 + zlib.crc32(str(subject).encode())) % (2 ** 31)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"loso.device {device!r} asked for, but CUDA is not available")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """Deterministic kernels where torch has them (warnings, not errors, where it has none)."""
+    enabled, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn)
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    weights = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights.float()
+
+
+def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, config: LosoConfig,
+               num_classes: int, seed: int, device: torch.device, negate: tuple[int, ...] = (),
+               live_dir: str | Path | None = None, progress: bool = False) -> tuple[SCViT, list[dict[str, float]]]:
+    """Train SCViT on the training subjects' inputs x [N, C, S, S] and labels y [N] for the fixed
+    schedule; returns the model after the last epoch and the per-epoch training losses."""
+    from tqdm.auto import trange
+
+    torch.manual_seed(seed)  # initialisation and dropout
+    model, _ = create_scvit(model_config, num_classes=num_classes, in_chans=int(x.shape[1]))
+    model.to(device)
+    weight = class_weights(y, num_classes).to(device) if config.class_weight == "balanced" else None
+    criterion = SCViTLoss(omega=model_config.omega, tau=model_config.tau, own_mirror=model_config.sc_own_mirror,
+                          class_weight=weight).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
+    generator = torch.Generator().manual_seed(seed)  # batch order and flips
+    live = _open_live(live_dir)
+    history = []
+    for epoch in trange(config.epochs, desc="epochs", leave=False, disable=not progress):
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "sc": 0.0, "correct": 0.0}
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            xb, yb = x[idx], y[idx]  # advanced indexing copies: flips never touch x
+            if config.hflip > 0:
+                flip = torch.rand(len(idx), generator=generator) < config.hflip
+                if flip.any():
+                    xb[flip] = hflip(xb[flip], negate)
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            if criterion.needs_regions:
+                logits, regions = model(xb, with_regions=True)
+            else:
+                logits, regions = model(xb), None
+            loss, parts = criterion(logits, yb, regions)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = len(idx)
+            sums["loss"] += float(loss.detach()) * n
+            sums["ce"] += parts["ce"] * n
+            sums["sc"] += parts["sc"] * n
+            sums["correct"] += float((logits.argmax(1) == yb).sum())
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                  **{k: v / len(y) for k, v in sums.items() if k != "correct"}, "train_acc": sums["correct"] / len(y)}
+        history.append(record)
+        scheduler.step()
+        if live is not None:
+            for name in ("loss", "ce", "sc", "train_acc", "lr"):
+                live.log_metric(f"train/{name}", record[name])
+            live.next_step()
+    if live is not None:
+        live.end()
+    return model, history
+
+
+def _open_live(live_dir: str | Path | None):
+    if live_dir is None:
+        return None
+    from dvclive import Live
+
+    return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
+
+
+@torch.no_grad()
+def predict(model: SCViT, x: torch.Tensor, *, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities [N, C] (softmax of the logits) in evaluation mode."""
+    model.eval()
+    probs = [torch.softmax(model(x[i:i + batch_size].to(device)).float(), dim=1).cpu()
+             for i in range(0, len(x), batch_size)]
+    return torch.cat(probs).numpy().astype(np.float64)
