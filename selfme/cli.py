@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "selfme.metrics.cli",
     "selfme.face.cli",
     "selfme.report_cli",
+    "selfme.motion.cli",
+    "selfme.extract.cli",
+    "selfme.scvit.cli",
 )
 
 

@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="metrics")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("datasets", "prepare")
+    params = load_params("datasets", "prepare", "aggregate")
     summary = aggregate(args.results, list(params["datasets"]), class_names(params["prepare"]["protocol"]),
-                        metrics_dir=args.metrics)
+                        metrics_dir=args.metrics, average=params["aggregate"]["average"])
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -48,7 +48,7 @@ def test_side_outputs(results):
     assert list(per_subject["subject"]) == ["sub01", "sub02"] and list(per_subject["n"]) == [2, 1]
     confusion = pd.read_csv(results / "metrics/confusion/casme2.csv")
     assert confusion.to_dict("records")[1] == {"actual": "positive", "predicted": "negative"}
-    png = (results / "metrics/plots/confusion_casme2.png").read_bytes()
+    png = (results / "metrics/plots/confusion/casme2.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
 
 
@@ -58,3 +58,11 @@ def test_missing_or_malformed_folds_are_clear_errors(tmp_path):
     pd.DataFrame({"clip": ["a"], "label": [0]}).to_csv(tmp_path / "sub01.csv", index=False)
     with pytest.raises(ValueError, match="label_id"):
         read_folds(tmp_path)
+
+
+def test_average_over_named_datasets(results):
+    summary = aggregate(results / "results", ["casme2", "smic_hs"], CLASSES, metrics_dir=results / "metrics",
+                        average=["smic_hs"])
+    assert summary["average"] == {"uf1": summary["smic_hs"]["uf1"], "uar": summary["smic_hs"]["uar"]}
+    with pytest.raises(ValueError, match="not run"):
+        aggregate(results / "results", ["casme2"], CLASSES, metrics_dir=results / "metrics", average=["samm"])

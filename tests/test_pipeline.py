@@ -54,6 +54,19 @@ def test_dvc_yaml_parses_and_has_the_dag():
     assert '"synth"' in out and '"prepare@synthme"' in out
 
 
+#: The demo pipeline, shrunk so that the end-to-end test takes about a minute (8 subjects still).
+TINY_OVERRIDES = {
+    "synth.clips_per_subject": 3,
+    "synth.frames_per_clip": 12,
+    "pretrain.epochs": 1,
+    "pretrain.pairs_per_epoch": 16,
+    "finetune.epochs": 1,
+    "finetune.pairs_per_epoch": 16,
+    "finetune.holdout_clips": 2,
+    "motion_eval.max_clips": 2,
+}
+
+
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory) -> Path:
     """A fresh copy of the repository's files (as a clone would have them) in its own git repo."""
@@ -64,7 +77,19 @@ def repo_copy(tmp_path_factory) -> Path:
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dest / rel)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for dotted, value in TINY_OVERRIDES.items():
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        assert last in node, f"params.yaml has no {dotted}"
+        node[last] = value
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=selfme-tests", "-c", "user.email=tests@selfme.invalid"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-qm", "copy"], cwd=dest, check=True)  # dvclive wants a commit
     return dest
 
 
@@ -80,6 +105,13 @@ def test_dvc_repro_runs_the_demo_pipeline_on_a_fresh_copy(repo_copy):
     report = json.loads((repo_copy / "data/manifests/synthme_report.json").read_text())
     assert report["n_samples"] + report["n_excluded"] == len(pd.read_excel(
         repo_copy / "data/raw/synthme/CASME2-coding-synthme.xlsx"))
+    summary = json.loads((repo_copy / "metrics/summary.json").read_text())
+    assert summary["synthme"]["n_folds"] == 8 and summary["synthme"]["n_samples"] == len(manifest)
+    assert 0.0 <= summary["synthme"]["uf1"] <= 1.0 and "average" in summary
+    assert len(list((repo_copy / "results/synthme").glob("sub*.csv"))) == 8
+    motion = json.loads((repo_copy / "metrics/motion.json").read_text())
+    assert set(motion["variants"]) == {"selfme", "selfme_no_bspline", "tvl1", "farneback", "dis"}
+    assert (repo_copy / "models/motion/finetune.pt").is_file()
     # A second repro has nothing to do: every stage's inputs are unchanged.
     again = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo_copy, env=env, capture_output=True,
                            text=True, check=True)
