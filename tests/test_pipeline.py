@@ -117,3 +117,9 @@ def test_dvc_repro_runs_the_demo_pipeline_on_a_fresh_copy(repo_copy):
                            text=True, check=True)
     assert "didn't change, skipping" in again.stdout or "is cached" in again.stdout, again.stdout
     assert "Running stage" not in again.stdout
+
+
+def test_readme_shows_the_current_dag():
+    out = subprocess.run([sys.executable, "-m", "dvc", "dag", "--md"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out in (REPO / "README.md").read_text(), "README's Mermaid graph is stale: paste `dvc dag --md`"
