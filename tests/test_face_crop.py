@@ -120,6 +120,8 @@ def test_rerun_skips_unchanged_clips_and_recrops_on_changes(tmp_path):
 
     frame = Path(rows[1]["frames_dir"]) / "img2.jpg"
     os.utime(frame, ns=(frame.stat().st_atime_ns, frame.stat().st_mtime_ns + 5_000_000_000))
+    assert run(tmp_path, rows, backend)["n_cropped"] == 0  # a touched file with the same content: nothing to do
+    save(frame, texture(100, 120, seed=99))  # new content: that clip is recropped
     (tmp_path / "out" / "s1" / ".c2.interrupted.tmp").mkdir()  # leftover of a killed run
     (tmp_path / "out" / "s1" / "c2" / "crop.json").unlink()     # a clip without its stamp is redone
     third = run(tmp_path, rows, backend)

@@ -79,6 +79,11 @@ def _job(row: dict[str, Any], out_dir: Path, gt_root: Path | None) -> ClipJob:
                    gt_out=out_dir / "ground_truth" / subject / f"{clip}.npy" if gt_root else None)
 
 
+#: Summary fields that describe this run rather than the output (printed and logged, not written).
+RUN_ONLY_KEYS = frozenset({"n_cropped", "n_skipped_up_to_date", "ground_truth_written", "frames_written",
+                           "seconds", "frames_per_second"})
+
+
 def summarise(results: list[ClipResult], *, dataset: str, config: CropConfig, seconds: float,
               n_gt_inputs: int) -> dict[str, Any]:
     """The stage summary: clip counts by outcome, problems by name and severity, throughput."""
@@ -173,7 +178,8 @@ def crop_dataset(manifest: str | os.PathLike | pd.DataFrame, out_dir: str | os.P
     write_csv(out_dir / "manifest.csv", pd.DataFrame([r.row for r in ok], columns=columns))
     write_csv(out_dir / "failures.csv",
               pd.DataFrame([p.as_row() for r in results for p in r.problems], columns=FAILURE_COLUMNS))
-    write_json(out_dir / "summary.json", summary)
+    # summary.json is part of the DVC-tracked output: only what the output holds, not this run's timing.
+    write_json(out_dir / "summary.json", {k: v for k, v in summary.items() if k not in RUN_ONLY_KEYS})
     log.info("crop %s: %d cropped, %d up to date, %d failed of %d clips; %d frames in %.1f s (%.1f frames/s)",
              dataset, summary["n_cropped"], summary["n_skipped_up_to_date"], summary["n_failed"],
              summary["n_clips"], summary["frames_written"], seconds, summary["frames_per_second"])

@@ -3,15 +3,15 @@
 The stamp ``crop.json`` sits inside the clip's output folder, which is written as a whole into a temporary
 sibling and renamed at the end (``selfme.io.atomic_dir``): a clip interrupted half-way has no folder and
 no stamp, so the next run redoes it. The stamp holds a SHA-256 over the crop fingerprint, the clip's
-annotation and the name, size and modification time of every source file (frames, ground truth); it also
-keeps the clip's manifest row and warnings so a skipped clip is reported exactly as when it was cropped.
+annotation and the name and content digest of every source file (frames, ground truth), so the same
+inputs give the same stamp on any machine (the output folder's DVC hash stays put); it also keeps the
+clip's manifest row and warnings so a skipped clip is reported exactly as when it was cropped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,9 +19,12 @@ STAMP_NAME = "crop.json"
 
 
 def file_signature(path: Path) -> list[Any]:
-    """[name, size, mtime in ns] of a file (what changes when it is rewritten)."""
-    st = os.stat(path)
-    return [path.name, st.st_size, st.st_mtime_ns]
+    """[name, BLAKE2b digest of the content] of a file: changes with the content, not with the clock."""
+    digest = hashlib.blake2b()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return [path.name, digest.hexdigest()]
 
 
 def clip_key(*, fingerprint: dict[str, Any], annotation: dict[str, Any], sources: Iterable[Path],
