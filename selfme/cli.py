@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "selfme.motion.cli",
     "selfme.extract.cli",
     "selfme.scvit.cli",
+    "selfme.predict.cli",
 )
 
 
