@@ -34,8 +34,12 @@ PAPER_ARCHITECTURE: dict[str, Any] = {
     "dense_motion": {"block_expansion": 64, "max_features": 1024, "num_blocks": 5, "scale_factor": 0.25,
                      "kp_variance": 0.01},
     "generator": {"block_expansion": 64, "max_features": 512, "num_down_blocks": 2, "num_bottleneck_blocks": 6,
-                  "estimate_occlusion_map": True},
+                  "estimate_occlusion_map": True, "image_skip": False},
 }
+#: Architecture keys that a config may omit, with the value an omitted one means (First Order Motion Model's).
+#: ``generator.image_skip``: blend the warped source image into the output by the occlusion map (see
+#: :mod:`selfme.motion.generator`); the demo profile sets it, the paper profile keeps FOMM's generator.
+OPTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {"generator": {"image_skip": False}}
 #: Keys of the ``motion`` params section that are not architecture (read by other stages).
 NON_ARCHITECTURE_KEYS = frozenset({"method"})
 LOSS_DEFAULTS: dict[str, Any] = {"perceptual": 10.0, "equivariance": 10.0, "scales": [1, 0.5, 0.25, 0.125],
@@ -63,6 +67,18 @@ def model_config(motion: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"motion.image_size {size} x motion.{sub}.scale_factor {scale} must be divisible "
                              f"by 2^num_blocks = {factor}")
     return config
+
+
+def same_architecture(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two architecture configs build the same networks (an omitted optional key equals its default)."""
+    def filled(config: Mapping[str, Any]) -> dict[str, Any]:
+        config = copy.deepcopy(dict(config))
+        for sub, defaults in OPTIONAL_DEFAULTS.items():
+            if isinstance(config.get(sub), Mapping):
+                config[sub] = {**defaults, **config[sub]}
+        return config
+
+    return filled(a) == filled(b)
 
 
 def loss_config(loss: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -175,7 +191,7 @@ def load_weights(model: MotionLearner, path: str | os.PathLike) -> dict[str, lis
     if not path.is_file():
         raise FileNotFoundError(f"initial weights not found: {path}")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") == MODEL_FORMAT and payload.get("config") != model.config:
+    if payload.get("format") == MODEL_FORMAT and not same_architecture(payload.get("config") or {}, model.config):
         raise ValueError(f"{path} was trained with motion architecture {payload.get('config')}, but params.yaml's "
                          f"motion section gives {model.config}: rerun the pretrain stage or restore the section")
     report: dict[str, list[str]] = {}
