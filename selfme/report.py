@@ -4,7 +4,10 @@ The paper's tables are parameter flips on one pipeline, so each is a view of the
 Table 1 (B-spline ``extract.bspline`` / SC ``scvit.omega > 0`` / motion amplification
 ``extract.gamma > 1`` against UF1, UAR), Table 3 (motion source ``motion.method`` x classifier: ViT
 without SC, SCViT with it), Table 4 (``extract.gamma``), and Fig. 4 (UF1/UAR against ``scvit.omega``
-and ``scvit.tau``). Where several experiments share a table row, the most recent one is shown.
+and ``scvit.tau``). Each table is drawn from the HEAD commit (the baseline) and its experiments whose
+parameters differ from the baseline only in that table's keys (Table 1: each of B-spline, SC and MA at
+the baseline value or switched off); where several experiments share a row, the baseline commit wins,
+then the most recent experiment.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _row(name: str, rev: str, data: dict) -> dict[str, Any] | None:
+def _row(name: str, rev: str, data: dict, *, baseline: str, kind: str) -> dict[str, Any] | None:
     metrics = (data.get("metrics") or {}).get(SUMMARY, {}).get("data")
     if not metrics:
         return None
     params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
-    row = {"experiment": name, "rev": rev[:7], "timestamp": data.get("timestamp") or ""}
+    row = {"experiment": name, "rev": rev[:7], "timestamp": data.get("timestamp") or "", "kind": kind,
+           "baseline": baseline[:7]}
     row.update({key: _flatten(params).get(path) for key, path in KEYS.items()})
     for dataset, values in metrics.items():
         for metric in ("uf1", "uar"):
@@ -52,16 +56,18 @@ def experiments_table(exp_show: list[dict]) -> pd.DataFrame:
     """One row per commit or experiment that has metrics/summary.json: key params and UF1/UAR."""
     rows = []
 
-    def visit(entries: Iterable[dict]) -> None:
+    def visit(entries: Iterable[dict], baseline: str | None) -> None:
         for entry in entries or []:
-            if entry.get("data"):
-                row = _row(entry.get("name") or entry["rev"], entry["rev"], entry["data"])
+            kind = "experiment" if baseline else "commit"
+            if entry.get("data") and entry["rev"] != "workspace":
+                row = _row(entry.get("name") or entry["rev"], entry["rev"], entry["data"],
+                           baseline=baseline or entry["rev"], kind=kind)
                 if row:
                     rows.append(row)
             for exp in entry.get("experiments") or []:
-                visit(exp.get("revs"))
+                visit(exp.get("revs"), baseline or entry["rev"])
 
-    visit(exp_show)
+    visit(exp_show, None)
     return pd.DataFrame(rows)
 
 
@@ -76,9 +82,41 @@ def _metric_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c.endswith((".uf1", ".uar"))]
 
 
+#: The "off" value of each switch of Table 1.
+OFF = {"bspline": False, "omega": 0.0, "gamma": 1.0}
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def varying_only(table: pd.DataFrame, free: dict[str, set | None]) -> pd.DataFrame:
+    """HEAD and its experiments whose KEYS equal HEAD's except those in ``free`` (allowed values, or
+    None for any value)."""
+    commits = table[table["kind"] == "commit"]
+    if commits.empty:
+        return table.iloc[0:0]
+    base = commits.iloc[0]  # `dvc exp show` lists HEAD first
+    rows = table[table["baseline"] == base["rev"]]
+    keep = []
+    for _, row in rows.iterrows():
+        ok = True
+        for key in KEYS:
+            if key not in free:
+                ok &= _same(row[key], base[key])
+            elif free[key] is not None:
+                ok &= any(_same(row[key], v) for v in free[key])
+        keep.append(ok)
+    return rows[keep]
+
+
 def paper_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Rows = distinct values of ``keys`` (most recent experiment each), columns = keys + UF1/UAR."""
-    view = table.sort_values("timestamp", kind="stable").drop_duplicates(keys, keep="last")
+    """Rows = distinct values of ``keys`` (the baseline commit first, else the most recent experiment)."""
+    order = table.assign(_commit=table["kind"] == "commit").sort_values(["_commit", "timestamp"], kind="stable")
+    view = order.drop_duplicates(keys, keep="last")
     return view[keys + ["experiment"] + _metric_columns(view)].sort_values(keys).reset_index(drop=True)
 
 
@@ -86,15 +124,17 @@ def ablation_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The paper's Tables 1, 3 and 4 as DataFrames."""
     if table.empty:
         return {}
-    t = table.copy()
-    t["SC"] = t["omega"].map(lambda w: None if w is None else float(w) > 0)
-    t["MA"] = t["gamma"].map(lambda g: None if g is None else float(g) > 1)
-    t["B-spline"] = t["bspline"]
-    t["classifier"] = t["SC"].map({True: "SCViT", False: "ViT"})
+    base = table[table["kind"] == "commit"].iloc[0]
+    t1 = varying_only(table, {k: {base[k], v} for k, v in OFF.items()})
+    t3 = varying_only(table, {"method": None, "omega": {base["omega"], 0.0}})
+    t4 = varying_only(table, {"gamma": None})
+    label = lambda t: t.assign(**{  # noqa: E731
+        "B-spline": t["bspline"], "SC": t["omega"].astype(float) > 0, "MA": t["gamma"].astype(float) > 1,
+        "classifier": (t["omega"].astype(float) > 0).map({True: "SCViT", False: "ViT"})})
     return {
-        "Table 1: ablation (B-spline, SC loss, motion amplification)": paper_table(t, ["B-spline", "SC", "MA"]),
-        "Table 3: motion source x classifier": paper_table(t, ["method", "classifier"]),
-        "Table 4: motion amplification gamma": paper_table(t, ["gamma"]),
+        "Table 1: ablation (B-spline, SC loss, motion amplification)": paper_table(label(t1), ["B-spline", "SC", "MA"]),
+        "Table 3: motion source x classifier": paper_table(label(t3), ["method", "classifier"]),
+        "Table 4: motion amplification gamma": paper_table(t4, ["gamma"]),
     }
 
 
@@ -113,7 +153,7 @@ def plot_sweep(table: pd.DataFrame, key: str, path: str | Path, *, dataset: str 
     columns = [f"{dataset}.uf1", f"{dataset}.uar"]
     if table.empty or key not in table or not set(columns) <= set(table.columns):
         return False
-    data = table.dropna(subset=[key]).sort_values("timestamp", kind="stable").drop_duplicates(key, keep="last")
+    data = paper_table(varying_only(table, {key: None}), [key])
     data = data.assign(**{key: data[key].astype(float)}).sort_values(key)
     if len(data) < 2:
         return False

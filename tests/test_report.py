@@ -22,6 +22,8 @@ def _exp_show():
         {"name": "b", "revs": [_entry("b", "2026-01-03T00:00:00", gamma=1, uf1=0.45, uar=0.5)]},
         {"name": "c", "revs": [_entry("c", "2026-01-04T00:00:00", method="tvl1", bspline=False, uf1=0.3, uar=0.35)]},
         {"name": "d", "revs": [_entry("d", "2026-01-05T00:00:00", omega=0.2, uf1=0.55, uar=0.62)]},
+        {"name": "e", "revs": [_entry("e", "2026-01-06T00:00:00", method="tvl1", uf1=0.35, uar=0.4)]},
+        {"name": "f", "revs": [_entry("f", "2026-01-07T00:00:00", omega=0.0, gamma=1, bspline=False)]},
     ]
     workspace = {"rev": "workspace", "name": None, "data": {"rev": "workspace", "timestamp": None,
                                                             "params": {}, "metrics": {}}}
@@ -30,7 +32,8 @@ def _exp_show():
 
 def test_experiments_table_flattens_params_and_metrics():
     table = experiments_table(_exp_show())
-    assert list(table["experiment"]) == ["main", "a", "b", "c", "d"]  # the workspace has no metrics
+    assert list(table["experiment"]) == ["main", "a", "b", "c", "d", "e", "f"]  # the workspace has none
+    assert list(table["kind"]) == ["commit"] + ["experiment"] * 6 and set(table["baseline"]) == {"mainmai"}
     row = table.set_index("experiment").loc["c"]
     assert row["method"] == "tvl1" and not row["bspline"]
     assert row["synthme.uf1"] == 0.3 and row["average.uar"] == 0.35
@@ -39,12 +42,14 @@ def test_experiments_table_flattens_params_and_metrics():
 def test_ablation_tables_have_the_paper_shapes():
     tables = ablation_tables(experiments_table(_exp_show()))
     t1, t3, t4 = tables.values()
-    # Table 1: (B-spline, SC, MA) combos; (True, True, True) is shared by main and d -> the later one (d).
-    combos = {tuple(r) for r in t1[["B-spline", "SC", "MA"]].itertuples(index=False)}
-    assert combos == {(True, True, True), (True, False, True), (True, True, False), (False, True, True)}
-    assert t1.set_index(["B-spline", "SC", "MA"]).loc[(True, True, True), "experiment"] == "d"
-    assert set(zip(t3["method"], t3["classifier"])) == {("selfme", "SCViT"), ("selfme", "ViT"), ("tvl1", "SCViT")}
-    assert sorted(t4["gamma"]) == [1, 2]
+    # Table 1: only runs that switch B-spline / SC / MA off from the baseline; c (tvl1) and d (omega 0.2)
+    # differ in other keys and stay out; the all-on row is the baseline commit itself.
+    rows = {tuple(r[:3]): r[3] for r in t1[["B-spline", "SC", "MA", "experiment"]].itertuples(index=False)}
+    assert rows == {(True, True, True): "main", (True, False, True): "a", (True, True, False): "b",
+                    (False, False, False): "f"}
+    assert {(m, c): e for m, c, e in t3[["method", "classifier", "experiment"]].itertuples(index=False)} == {
+        ("selfme", "SCViT"): "main", ("selfme", "ViT"): "a", ("tvl1", "SCViT"): "e"}
+    assert dict(zip(t4["gamma"], t4["experiment"])) == {1: "b", 2: "main"}
     md = to_markdown(tables)
     assert "## Table 3: motion source x classifier" in md and "| tvl1" in md
 
