@@ -4,9 +4,9 @@ OpenCV's TV-L1 lives in opencv-contrib, which must never be installed next to th
 (both provide ``cv2``). So the reference flows are made in a separate, throwaway environment that has only
 numpy, scikit-image and opencv-contrib-python-headless, and compared here in the project's environment:
 
-    python3 -m venv /tmp/cvcontrib && /tmp/cvcontrib/bin/pip install opencv-contrib-python-headless scikit-image
-    /tmp/cvcontrib/bin/python bench/compare_tvl1_opencv.py make --out tests/data/tvl1_opencv.npz
-    /tmp/cvcontrib/bin/python bench/compare_tvl1_opencv.py make --out /tmp/tvl1_synthme.npz --synthme-clips 47 \
+    python3 -m venv .venv-contrib && .venv-contrib/bin/pip install opencv-contrib-python-headless scikit-image
+    .venv-contrib/bin/python bench/compare_tvl1_opencv.py make --out tests/data/tvl1_opencv.npz
+    .venv-contrib/bin/python bench/compare_tvl1_opencv.py make --out tvl1_synthme.npz --synthme-clips 47 \
         --astronaut 0
     python bench/compare_tvl1_opencv.py compare --fixtures tests/data/tvl1_opencv.npz
 

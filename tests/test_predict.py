@@ -16,7 +16,7 @@ from selfme import cli as selfme_cli
 from selfme.datasets import build_manifest, write_manifest
 from selfme.datasets.frames import index_frames
 from selfme.extract import ExtractConfig, extract_dataset
-from selfme.extract.engine import file_sha256
+from selfme.io import file_sha256
 from selfme.face import CropConfig, crop_dataset
 from selfme.io import read_image
 from selfme.motion.model import MotionLearner, save_motion_model

@@ -30,10 +30,10 @@ from tqdm import tqdm
 from selfme.datasets import read_manifest
 from selfme.datasets.frames import index_frames
 from selfme.extract.config import CONVENTION, FORMAT, ExtractConfig
-from selfme.extract.engine import MotionEngine, file_sha256, resolve_path
+from selfme.extract.engine import MotionEngine, resolve_path
 from selfme.extract.quality import clip_quality, regions, summarize
 from selfme.flow.viz import motion_figure
-from selfme.io import atomic_dir, read_image, write_csv, write_image, write_json, write_npy
+from selfme.io import atomic_dir, file_sha256, read_image, write_csv, write_image, write_json, write_npy
 
 log = logging.getLogger(__name__)
 

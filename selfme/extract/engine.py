@@ -37,16 +37,9 @@ from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, i
                             lattice_spacing, scaling_and_squaring)
 from selfme.extract.config import ExtractConfig
 from selfme.flow.classic import classical_flow
+from selfme.io import file_sha256
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from selfme.datasets import read_manifest
+from selfme.io import file_sha256
 from selfme.motion.checkpoint import resolve_checkpoint_dir, trajectory_params
 from selfme.motion.data import (FrameFolder, FramePairDataset, OnsetApexPairs, VideoFile, me_clip_videos,
                                 split_holdout, voxceleb_videos)
@@ -30,14 +31,6 @@ SOURCES = ("synthme", "manifest", "voxceleb")
 #: Stage keys that are not TrainConfig fields.
 DATA_KEYS = frozenset({"source", "data", "head_motion", "hflip", "init", "holdout_clips", "loss", "vgg",
                        "voxceleb_split", "repeats"})
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:

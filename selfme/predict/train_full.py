@@ -24,7 +24,7 @@ import torch
 
 from selfme.datasets import class_names as protocol_classes
 from selfme.extract.config import ExtractConfig
-from selfme.extract.engine import file_sha256
+from selfme.io import file_sha256
 from selfme.face.config import CropConfig
 from selfme.predict.bundle import make_bundle, save_bundle
 from selfme.scvit.factory import SCViTConfig

@@ -154,7 +154,7 @@ def _init_worker(counter, inputs_path: str, device: str, threads: int, log_level
         resolved = torch.device("cuda", index % torch.cuda.device_count())
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
-    data = torch.load(inputs_path, mmap=True)
+    data = torch.load(inputs_path, mmap=True, weights_only=True)
     _WORKER.update(data, device=resolved)
 
 
