@@ -18,16 +18,9 @@ from selfme.extract import ExtractConfig, MotionEngine, evaluate_methods, expand
 from selfme.extract.cli import config_from_args, register
 from selfme.motion.dense_motion import DenseMotionNetwork
 from selfme.motion.model import MotionLearner
+from motion_testing import tiny_motion
 
-TINY = {
-    "image_size": 32, "num_kp": 4, "num_channels": 3,
-    "kp_detector": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "temperature": 0.1,
-                    "scale_factor": 1, "pad": 0},
-    "dense_motion": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "scale_factor": 0.25,
-                     "kp_variance": 0.01},
-    "generator": {"block_expansion": 4, "max_features": 16, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
-                  "estimate_occlusion_map": True},
-}
+TINY = tiny_motion(kp_detector={"scale_factor": 1, "pad": 0})
 SHIFTS = {"EP01_01": (0.6, -0.4), "EP02_01": (-0.3, 0.8)}
 SIZE = 64
 

@@ -16,35 +16,15 @@ from selfme.motion.checkpoint import params_hash
 from selfme.motion.generator import OcclusionAwareGenerator
 from selfme.motion.model import (PAPER_ARCHITECTURE, MotionLearner, load_motion_model, load_weights, model_config,
                                  same_architecture, save_motion_model)
+from motion_testing import one_torch_thread, tiny_motion, torch_seed_0  # noqa: F401 (autouse fixtures)
 
-TINY = {
-    "image_size": 32, "num_kp": 4, "num_channels": 3,
-    "kp_detector": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "temperature": 0.1,
-                    "scale_factor": 0.5, "pad": 3},
-    "dense_motion": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "scale_factor": 0.25,
-                     "kp_variance": 0.01},
-    "generator": {"block_expansion": 4, "max_features": 16, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
-                  "estimate_occlusion_map": True},
-}
+TINY = tiny_motion()
 
 
 def _with_skip(config: dict, flag: bool = True) -> dict:
     config = copy.deepcopy(config)
     config["generator"]["image_skip"] = flag
     return config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
 
 
 def _face(size: int = 32) -> torch.Tensor:

@@ -16,32 +16,11 @@ from selfme.motion.keypoint_detector import KPDetector
 from selfme.motion.losses import VGG19_FILE, PerceptualLoss, Vgg19, _vgg19_features, equivariance_loss
 from selfme.motion.model import PAPER_ARCHITECTURE, MotionLearner, load_weights, model_config
 from selfme.motion.transform import ThinPlateSpline, tps_kernel
+from motion_testing import one_torch_thread, tiny_motion, torch_seed_0  # noqa: F401 (autouse fixtures)
 
-TINY = {
-    "image_size": 32, "num_kp": 4, "num_channels": 3,
-    "kp_detector": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "temperature": 0.1,
-                    "scale_factor": 0.5, "pad": 3},
-    "dense_motion": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "scale_factor": 0.25,
-                     "kp_variance": 0.01},
-    "generator": {"block_expansion": 4, "max_features": 16, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
-                  "estimate_occlusion_map": True},
-}
+TINY = tiny_motion()
 TINY_LOSS = {"scales": [1, 0.5]}
 NO_VGG = {"pretrained": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from a second thread, and a busy shared CPU makes spinning threads crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
 
 
 def _image(size: int = 32, shift: int = 0) -> torch.Tensor:

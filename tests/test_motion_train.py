@@ -18,27 +18,11 @@ from selfme.motion.model import MotionLearner, load_motion_model
 from selfme.motion.pipeline import run_stage
 from selfme.motion.checkpoint import CHECKPOINT_NAME, resolve_checkpoint_dir
 from selfme.motion.train import TrainConfig, train_motion
+from motion_testing import one_torch_thread, tiny_motion  # noqa: F401 (autouse fixtures)
 
-TINY = {
-    "method": "selfme", "image_size": 32, "num_kp": 4, "num_channels": 3,
-    "kp_detector": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "temperature": 0.1,
-                    "scale_factor": 0.5, "pad": 3},
-    "dense_motion": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "scale_factor": 0.25,
-                     "kp_variance": 0.01},
-    "generator": {"block_expansion": 4, "max_features": 16, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
-                  "estimate_occlusion_map": True},
-}
+TINY = tiny_motion(method="selfme")
 LOSS = {"scales": [1, 0.5]}
 VGG = {"pretrained": False}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from a second thread, and a busy shared CPU makes spinning threads crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _face(size: int, dx: float, dy: float, angle: float = 0.0) -> np.ndarray:

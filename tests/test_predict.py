@@ -24,16 +24,9 @@ from selfme.predict import BUNDLE_VERSION, gradcam, load_bundle, train_full
 from selfme.predict.train_full import check_provenance
 from selfme.scvit import load_samples, motion_to_input
 from selfme.synth import SynthConfig, generate_synthme
+from motion_testing import tiny_motion
 
-MOTION = {
-    "image_size": 32, "num_kp": 4, "num_channels": 3,
-    "kp_detector": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "temperature": 0.1,
-                    "scale_factor": 1, "pad": 0},
-    "dense_motion": {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "scale_factor": 0.25,
-                     "kp_variance": 0.01},
-    "generator": {"block_expansion": 4, "max_features": 16, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
-                  "estimate_occlusion_map": True},
-}
+MOTION = tiny_motion(kp_detector={"scale_factor": 1, "pad": 0})
 SCVIT = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32, num_heads=2,
              pretrained=False, omega=0.1, tau=0.07)
 LOSO = dict(epochs=2, batch_size=4, lr=1e-3, gamma_lr=0.9, seed=0, workers=1, device="cpu", threads=1)
