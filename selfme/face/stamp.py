@@ -15,16 +15,14 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from selfme.io import file_sha256
+
 STAMP_NAME = "crop.json"
 
 
 def file_signature(path: Path) -> list[Any]:
-    """[name, BLAKE2b digest of the content] of a file: changes with the content, not with the clock."""
-    digest = hashlib.blake2b()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return [path.name, digest.hexdigest()]
+    """[name, SHA-256 of the content] of a file: changes with the content, not with the clock."""
+    return [path.name, file_sha256(path)]
 
 
 def clip_key(*, fingerprint: dict[str, Any], annotation: dict[str, Any], sources: Iterable[Path],
