@@ -117,3 +117,24 @@ def test_missing_weights_fail_fast_with_a_clear_message(tmp_path, monkeypatch):
         create_scvit(SCViTConfig(pretrained=True, weights_file=str(missing)), num_classes=3, in_chans=3)
     with pytest.raises(ValueError, match="embed_dim"):
         SCViTConfig(pretrained=True, embed_dim=64)
+
+
+def test_eq15_head_is_ln_then_one_hidden_layer():
+    torch.manual_seed(0)
+    model, _ = create_scvit(SCViTConfig(**TINY, head_hidden=24), num_classes=3, in_chans=2)
+    head = model.backbone.head
+    assert [type(m).__name__ for m in head] == ["Linear", "Tanh", "Linear"]
+    assert (head[0].in_features, head[0].out_features, head[2].out_features) == (32, 24, 3)
+    assert isinstance(model.backbone.norm, torch.nn.LayerNorm)  # the LN of Eq. 15
+    x = torch.randn(2, 2, 32, 32)
+    features = model.forward_features(x)
+    # Written out: class token after the final LN, then W2 tanh(W1 z + b1) + b2.
+    z = features.tokens[:, 0]
+    expected = torch.tanh(z @ head[0].weight.T + head[0].bias) @ head[2].weight.T + head[2].bias
+    assert torch.allclose(model(x), expected, atol=1e-6)
+    linear, _ = create_scvit(SCViTConfig(**TINY, head_hidden=0), num_classes=3, in_chans=2)
+    assert isinstance(linear.backbone.head, torch.nn.Linear)
+    with pytest.raises(ValueError, match="head_hidden"):
+        SCViTConfig(**TINY, head_hidden=-1)
+    with pytest.raises(ValueError, match="sc_form"):
+        SCViTConfig(**TINY, sc_form="sum")

@@ -23,7 +23,7 @@ from selfme import __version__
 from selfme.extract.config import ExtractConfig
 from selfme.face.config import CropConfig
 from selfme.io import atomic_path
-from selfme.scvit.factory import SCViTConfig, timm_kwargs
+from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.model import SCViT
 
 log = logging.getLogger(__name__)
@@ -124,12 +124,8 @@ class Bundle:
 
     def classifier(self) -> SCViT:
         """SCViT with the bundle's weights (built without ImageNet weights: the bundle has them all)."""
-        import timm
-
         config = SCViTConfig.from_params({**self.payload["scvit"], "pretrained": False, "weights_file": None})
-        kwargs = timm_kwargs(config, num_classes=len(self.class_names), in_chans=int(self.payload["in_chans"]))
-        model = SCViT(backbone=timm.create_model(config.model_name, pretrained=False, **kwargs),
-                      sc_features=config.sc_features)
+        model, _ = create_scvit(config, num_classes=len(self.class_names), in_chans=int(self.payload["in_chans"]))
         model.load_state_dict(self.payload["classifier"])
         return model.eval()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from selfme.scvit.inputs import InputConfig
+from selfme.scvit.losses import SC_FORMS
 from selfme.scvit.model import SC_FEATURES, SCViT
 from selfme.scvit.weights import WeightsNotFound, missing_weights_message, resolve_weights
 
@@ -54,6 +55,9 @@ class SCViTConfig:
     sc_features: region embeddings after the patch projection E (``patch_embed``, the paper's) or
         after the last block (``last_block``). sc_own_mirror: a sample's own mirrored region is a
         positive (the symmetric pull, Eq. 12-14); false keeps only other samples of the class.
+    sc_form: ``eq14`` (the paper's per-(anchor, region) contrast, Eq. 14) or ``supcon`` (one supervised
+        contrastive softmax over all region embeddings); see ``selfme.scvit.losses``.
+    head_hidden: hidden width of Eq. 15's MLP head (LN, then one hidden layer); 0: a linear head.
     """
 
     model_name: str = "vit_small_patch16_224"
@@ -74,9 +78,15 @@ class SCViTConfig:
     tau: float = 0.07
     sc_features: str = "patch_embed"
     sc_own_mirror: bool = True
+    sc_form: str = "eq14"
+    head_hidden: int = 384
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
+        if self.sc_form not in SC_FORMS:
+            raise ValueError(f"scvit.sc_form must be one of {SC_FORMS}, got {self.sc_form!r}")
+        if self.head_hidden < 0:
+            raise ValueError(f"scvit.head_hidden must be >= 0, got {self.head_hidden}")
         if self.sc_features not in SC_FEATURES:
             raise ValueError(f"scvit.sc_features must be one of {SC_FEATURES}, got {self.sc_features!r}")
         if self.omega < 0 or self.tau <= 0:
@@ -128,4 +138,5 @@ def create_scvit(config: SCViTConfig, *, num_classes: int, in_chans: int) -> tup
             raise WeightsNotFound(missing_weights_message(source, config.model_name, exc)) from exc
         raise
     log.info("scvit: %s, %s", config.model_name, source.description)
-    return SCViT(backbone=backbone, sc_features=config.sc_features), source.description
+    model = SCViT(backbone=backbone, sc_features=config.sc_features, head_hidden=config.head_hidden)
+    return model, source.description

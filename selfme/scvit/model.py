@@ -6,6 +6,11 @@ z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos, then L Transformer blocks and a 
 the class token. The SC loss reads the patch embeddings x_p E right after E (``sc_features:
 patch_embed``, the paper's choice) or the patch tokens after the last block and its norm
 (``last_block``), pooled over the four face quadrants.
+
+Eq. 15's classification head is LN followed by an MLP with one hidden layer, y = MLP(LN(z_L^0)): timm's
+final norm is the LN, and ``head_hidden`` > 0 replaces timm's linear head by Linear(D, head_hidden),
+tanh, Linear(head_hidden, C) (the one-hidden-layer head of ViT, Dosovitskiy et al., whose pre-logits
+layer is tanh); ``head_hidden: 0`` keeps the single linear layer.
 """
 
 from __future__ import annotations
@@ -25,14 +30,26 @@ class Features(NamedTuple):
     patches: torch.Tensor   # [B, N, D] x_p E, after the patch projection, before E_pos
 
 
+class MLPHead(nn.Sequential):
+    """Eq. 15's MLP with one hidden layer: Linear(D, hidden), tanh, Linear(hidden, C)."""
+
+    def __init__(self, *, in_features: int, hidden: int, num_classes: int) -> None:
+        super().__init__(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, num_classes))
+
+    @property
+    def out_features(self) -> int:
+        return self[-1].out_features
+
+
 class SCViT(nn.Module):
-    """A timm ``VisionTransformer`` plus region pooling for the SC loss.
+    """A timm ``VisionTransformer`` plus region pooling for the SC loss and Eq. 15's head.
 
     backbone: a timm ViT built with ``num_classes`` outputs and the motion's channel count.
     sc_features: where the region embeddings come from (``patch_embed`` | ``last_block``).
+    head_hidden: width of the head's hidden layer (Eq. 15); 0 keeps the backbone's linear head.
     """
 
-    def __init__(self, *, backbone: nn.Module, sc_features: str = "patch_embed") -> None:
+    def __init__(self, *, backbone: nn.Module, sc_features: str = "patch_embed", head_hidden: int = 0) -> None:
         super().__init__()
         if sc_features not in SC_FEATURES:
             raise ValueError(f"sc_features must be one of {SC_FEATURES}, got {sc_features!r}")
@@ -41,6 +58,11 @@ class SCViT(nn.Module):
                 raise TypeError(f"backbone {type(backbone).__name__} is not a timm VisionTransformer (no {attr})")
         if getattr(backbone.patch_embed, "flatten", True) is False:
             raise ValueError("the backbone's patch embedding must flatten patches (dynamic_img_size unsupported)")
+        if head_hidden < 0:
+            raise ValueError(f"head_hidden must be >= 0, got {head_hidden}")
+        if head_hidden:
+            backbone.head = MLPHead(in_features=int(backbone.num_features), hidden=int(head_hidden),
+                                    num_classes=int(backbone.num_classes))
         self.backbone = backbone
         self.sc_features = sc_features
 

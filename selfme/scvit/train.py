@@ -123,6 +123,7 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
     model.to(device)
     weight = class_weights(y, num_classes).to(device) if config.class_weight == "balanced" else None
     criterion = SCViTLoss(omega=model_config.omega, tau=model_config.tau, own_mirror=model_config.sc_own_mirror,
+                          form=model_config.sc_form,
                           class_weight=weight).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
