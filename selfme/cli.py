@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "selfme.report_cli",
     "selfme.motion.cli",
     "selfme.extract.cli",
+    "selfme.extract.export_cli",
     "selfme.scvit.cli",
     "selfme.predict.cli",
 )
