@@ -1,6 +1,9 @@
 """DVC stage aggregate: all datasets' LOSO fold predictions -> metrics/summary.json, logs, plots.
 
     python -m stages.aggregate
+
+Every seed of ``loso.seeds`` is scored on its own (TP/FP/FN pooled over the folds, MEGC2019) and
+summary.json reports the mean and sample std over the seeds (selfme.metrics.aggregate).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", default="metrics")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("datasets", "prepare", "aggregate")
+    params = load_params("datasets", "prepare", "aggregate", "loso")
     summary = aggregate(args.results, list(params["datasets"]), class_names(params["prepare"]["protocol"]),
-                        metrics_dir=args.metrics, average=params["aggregate"]["average"])
+                        metrics_dir=args.metrics, average=params["aggregate"]["average"],
+                        seeds=params["loso"].get("seeds", [0]))
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,10 +1,15 @@
-"""DVC stage loso@<dataset>: leave-one-subject-out SCViT, results/<dataset>/<subject>.csv per fold.
+"""DVC stage loso@<dataset>: leave-one-subject-out SCViT, results/<dataset>/seed_<s>/<subject>.csv.
 
-    python -m stages.loso --dataset synthme --motions data/faces/synthme
+    python -m stages.loso --dataset casme2 --motions data/motion/selfme/{dataset}/index.csv
 
-Reads the ``scvit`` and ``loso`` sections and ``prepare.protocol`` from params.yaml. --motions is the
-extract stage's motion index CSV (or, until it exists, the face-crop folder whose manifest names
-SynthME's ground-truth motion). Folds whose results match the parameters and data are skipped.
+Reads the ``scvit`` and ``loso`` sections, ``prepare.protocol`` (the classes) and, for
+``loso.protocol: composite``, the ``datasets`` section from params.yaml. --motions is the extract
+stage's motion index CSV (or the face-crop folder whose manifest names SynthME's ground-truth
+motion); ``{dataset}`` in it stands for a dataset's key. per_dataset: the folds of this dataset's
+subjects train on its own other subjects. composite: the folds of THIS dataset's subjects train on
+every other subject of every dataset of the run, so the loso@<dataset> stages together are one
+composite LOSO run (MEGC2019) and the aggregate stage scores its slices and the whole. Runs whose
+results match the parameters and data are skipped.
 """
 
 from __future__ import annotations
@@ -14,28 +19,32 @@ import sys
 
 from selfme.log import setup_logging
 from selfme.scvit import WeightsNotFound
-from selfme.scvit.cli import loso, print_result
+from selfme.scvit.cli import loso, pipeline_samples, print_result
 from stages._params import load_params
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="a key of params.yaml's datasets section")
-    parser.add_argument("--motions", default=None, help="motion index CSV or folder (default data/faces/<dataset>)")
+    parser.add_argument("--motions", default="data/faces/{dataset}",
+                        help="motion index CSV or folder; {dataset} stands for a dataset key")
     parser.add_argument("--labels", default=None, help="labels CSV when --motions is a folder of motion images")
-    parser.add_argument("--out", default=None, help="default results/<dataset>")
+    parser.add_argument("--results", default="results", help="results root: <results>/<dataset>/seed_<s>/")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("scvit", "loso", "prepare")
-    out = args.out or f"results/{args.dataset}"
+    protocol = params["loso"].get("protocol", "per_dataset")
+    datasets = list(load_params("datasets")["datasets"]) if protocol == "composite" else [args.dataset]
+    classes = params["prepare"].get("protocol", "megc3")
     try:
-        result = loso(motions=args.motions or f"data/faces/{args.dataset}", labels=args.labels, out=out,
-                      dataset=args.dataset, protocol=params["prepare"].get("protocol", "megc3"),
+        samples = pipeline_samples(dataset=args.dataset, motions=args.motions, datasets=datasets, protocol=protocol,
+                                   labels=args.labels, classes=classes)
+        result = loso(samples=samples, out=args.results, classes=classes, datasets=[args.dataset],
                       scvit=params["scvit"], loso_params=params["loso"])
     except WeightsNotFound as exc:  # says which file is missing and where it goes
         print(f"loso@{args.dataset}: {exc}", file=sys.stderr)
         return 2
-    print_result(result, out)
+    print_result(result, args.results)
     return 0
 
 

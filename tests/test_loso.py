@@ -8,41 +8,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
-from selfme.scvit import SCViTConfig, LosoConfig, load_samples, loso_folds, read_fold_csv, run_loso
+from loso_testing import LOSO, SCVIT, motion_index as _motion_index, one_torch_thread, run as _run  # noqa: F401
+from selfme.scvit import SCViTConfig, load_samples, loso_folds, read_fold_csv
 from selfme.scvit import cli as loso_cli
 from selfme.scvit.sources import build_inputs, read_labels
-
-SCVIT = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32, num_heads=2,
-             pretrained=False, omega=0.1, tau=0.07)
-LOSO = dict(epochs=2, batch_size=4, lr=1e-3, gamma_lr=0.9, seed=0, workers=1, device="cpu", threads=1)
-
-
-def _motion_index(root, subjects=("s1", "s2", "s3"), clips=3):
-    """Class-dependent displacement fields in a motion index CSV (manifest columns + motion_path)."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for subject in subjects:
-        for k in range(clips):
-            label = k % 3
-            field = rng.normal(scale=0.1, size=(16, 16, 2)).astype(np.float32)
-            field[label * 5:label * 5 + 5, :, 1] += 1.0
-            path = root / "motion" / subject / f"EP{k:02d}.npy"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, field.astype(np.float16))
-            rows.append({"dataset": "toy", "subject": subject, "clip": f"EP{k:02d}", "label": "x",
-                         "label_id": label, "motion_path": str(path)})
-    index = root / "index.csv"
-    pd.DataFrame(rows).to_csv(index, index=False)
-    return index
-
-
-def _run(samples, out, scvit=None, loso=None):
-    return run_loso(samples, out=out, model_config=SCViTConfig(**{**SCVIT, **(scvit or {})}),
-                    config=LosoConfig(**{**LOSO, **(loso or {})}), num_classes=3, progress=False)
 
 
 def test_no_subject_is_in_train_and_test():
@@ -60,41 +32,53 @@ def test_tiny_loso_is_deterministic_and_follows_the_contract(tmp_path):
     first = _run(samples, tmp_path / "a")
     second = _run(samples, tmp_path / "b")
     for subject in ("s1", "s2", "s3"):
-        a = (tmp_path / "a" / f"{subject}.csv").read_bytes()
-        assert a == (tmp_path / "b" / f"{subject}.csv").read_bytes()
-        fold = read_fold_csv(tmp_path / "a" / f"{subject}.csv")
+        a = (tmp_path / "a/toy/seed_0" / f"{subject}.csv").read_bytes()
+        assert a == (tmp_path / "b/toy/seed_0" / f"{subject}.csv").read_bytes()
+        fold = read_fold_csv(tmp_path / "a/toy/seed_0" / f"{subject}.csv")
         assert list(fold.columns) == ["clip", "label_id", "pred_id", "p_0", "p_1", "p_2"]
         assert fold["clip"].tolist() == ["EP00", "EP01", "EP02"] and fold["label_id"].tolist() == [0, 1, 2]
         probs = fold[["p_0", "p_1", "p_2"]].to_numpy()
         assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
         assert (fold["pred_id"] == probs.argmax(axis=1)).all()
-    assert first.scores.uf1 == second.scores.uf1 and first.scores.n == 9
-    log = (tmp_path / "a" / "megc_log.txt").read_text().splitlines()
+    assert first.summary == second.summary and first.summary["toy"]["n_samples"] == 9
+    assert set(first.summary) == {"toy", "average"}  # one dataset: no composite
+    log = (tmp_path / "a/toy/seed_0/megc_log.txt").read_text().splitlines()
     assert log[0] == "toy s1" and log[1].split()[0] == "EP00" and len(log) == 12
-    assert json.loads((tmp_path / "a" / "scores.json").read_text())["n_folds"] == 3
+    scores = json.loads((tmp_path / "a/toy/scores.json").read_text())
+    assert scores["n_folds"] == 3 and scores["n_seeds"] == 1 and scores["uf1_std"] is None
+    assert scores["protocol"] == "per_dataset" and list(scores["per_seed"]) == ["0"]
 
 
-def test_completed_folds_are_skipped_on_rerun(tmp_path):
+def _runs(seeds, subjects=("s1", "s2", "s3"), dataset="toy"):
+    return tuple((seed, dataset, s) for seed in seeds for s in subjects)
+
+
+def test_completed_runs_are_skipped_on_rerun_per_seed_and_fold(tmp_path):
     samples = load_samples(_motion_index(tmp_path))
     out = tmp_path / "results"
-    assert _run(samples, out).ran == ("s1", "s2", "s3")
-    stamp = (out / "s2.csv").stat().st_mtime_ns
+    assert _run(samples, out).ran == _runs([0])
+    stamp = (out / "toy/seed_0/s2.csv").stat().st_mtime_ns
     again = _run(samples, out, loso={"workers": 3, "threads": 2})  # execution-only keys: still done
-    assert again.ran == () and again.skipped == ("s1", "s2", "s3")
-    assert (out / "s2.csv").stat().st_mtime_ns == stamp
-    (out / "s3.csv").unlink()                                      # an interrupted fold is redone
-    assert _run(samples, out).ran == ("s3",)
-    assert _run(samples, out, scvit={"omega": 0.0}).ran == ("s1", "s2", "s3")  # a changed parameter: all
+    assert again.ran == () and again.skipped == _runs([0])
+    assert (out / "toy/seed_0/s2.csv").stat().st_mtime_ns == stamp
+    more = _run(samples, out, loso={"seeds": [0, 1]})               # a new seed runs only its own folds
+    assert more.ran == _runs([1]) and more.skipped == _runs([0]) and more.summary["toy"]["n_seeds"] == 2
+    assert (out / "toy/seed_0/s2.csv").stat().st_mtime_ns == stamp
+    (out / "toy/seed_1/s3.csv").unlink()                           # an interrupted run is redone
+    assert _run(samples, out, loso={"seeds": [0, 1]}).ran == ((1, "toy", "s3"),)
+    dropped = _run(samples, out, loso={"seeds": [1]})              # a seed left out: its folder goes
+    assert dropped.ran == () and not (out / "toy/seed_0").exists()
+    assert _run(samples, out, loso={"seeds": [1]}, scvit={"omega": 0.0}).ran == _runs([1])  # a changed parameter
 
 
 def test_parallel_workers_give_the_same_predictions(tmp_path):
     samples = load_samples(_motion_index(tmp_path))
     _run(samples, tmp_path / "serial")
     result = _run(samples, tmp_path / "parallel", loso={"workers": 2})
-    assert sorted(result.ran) == ["s1", "s2", "s3"]
+    assert sorted(result.ran) == list(_runs([0]))
     for subject in ("s1", "s2", "s3"):
-        assert (tmp_path / "serial" / f"{subject}.csv").read_bytes() == \
-               (tmp_path / "parallel" / f"{subject}.csv").read_bytes()
+        assert (tmp_path / "serial/toy/seed_0" / f"{subject}.csv").read_bytes() == \
+               (tmp_path / "parallel/toy/seed_0" / f"{subject}.csv").read_bytes()
 
 
 def test_image_folder_with_labels_and_the_command(tmp_path, capsys):
@@ -122,8 +106,9 @@ def test_image_folder_with_labels_and_the_command(tmp_path, capsys):
     (tmp_path / "none.yaml").write_text("{}\n")
     assert args.func(args) == 0
     assert "UF1" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.csv")) == ["sub01.csv", "sub02.csv"]
-    assert (tmp_path / "out" / "megc_log.txt").read_text().startswith("casme2 sub01\n")
+    assert sorted(p.name for p in (tmp_path / "out/casme2/seed_0").glob("*.csv")) == ["sub01.csv", "sub02.csv"]
+    assert (tmp_path / "out/casme2/seed_0/megc_log.txt").read_text().startswith("casme2 sub01\n")
+    assert set(json.loads((tmp_path / "out/summary.json").read_text())) == {"casme2", "average"}
 
 
 def test_labels_csv_with_header_and_class_names(tmp_path):
@@ -135,14 +120,22 @@ def test_labels_csv_with_header_and_class_names(tmp_path):
         read_labels(path)
 
 
-def test_several_datasets_need_a_choice(tmp_path):
+def test_dataset_choice_and_missing_images(tmp_path, caplog):
     (tmp_path / "images").mkdir()
-    (tmp_path / "gt.csv").write_text("casme2,sub01,EP01,0\nsmic,s01,s01_ne_01,0\n")
+    (tmp_path / "gt.csv").write_text("casme2,sub01,EP01,0\nsmic,s01,s01_ne_01,0\nsmic,s01,s01_po_01,1\n"
+                                     "samm,006,006_1_2,1\n")
     with pytest.raises(FileNotFoundError, match="no image"):
         load_samples(tmp_path / "images", labels=tmp_path / "gt.csv", dataset="casme2")
-    for name in ("sub01_EP01.png", "s01_s01_ne_01.png"):
+    for name in ("sub01_EP01.png", "s01_s01_ne_01.png", "s01_s01_po_01.png"):
         cv2.imwrite(str(tmp_path / "images" / name), np.zeros((4, 4, 3), np.uint8))
-    with pytest.raises(ValueError, match="--dataset"):
+    both = load_samples(tmp_path / "images", labels=tmp_path / "gt.csv")  # samm has no image at all: left out
+    assert both.datasets == ["casme2", "smic"] and len(both) == 3 and "samm: 1 labelled" in caplog.text
+    assert load_samples(tmp_path / "images", labels=tmp_path / "gt.csv", dataset="casme2,smic_hs").datasets == \
+        ["casme2", "smic"]
+    with pytest.raises(FileNotFoundError, match="006_006_1_2.png"):  # a dataset asked for needs every image
+        load_samples(tmp_path / "images", labels=tmp_path / "gt.csv", dataset=["smic", "samm"])
+    (tmp_path / "images/s01_s01_po_01.png").unlink()                  # part of a dataset missing: an error
+    with pytest.raises(FileNotFoundError, match="s01_s01_po_01.png"):
         load_samples(tmp_path / "images", labels=tmp_path / "gt.csv")
 
 
@@ -157,6 +150,9 @@ def test_real_composite_flow_images(realdata, annotations):
     assert set(smic.frame["db"]) == {"smic"}
     x, _ = build_inputs(smic, SCViTConfig(**SCVIT).input_config())
     assert x.shape == (164, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
+    pooled = load_samples(folder, labels=gt)  # the composite pool: SAMM has no images here
+    assert pooled.datasets == ["casme2", "smic"] and len(pooled) == 309
+    assert len(loso_folds(pooled.frame["subject"], pooled.frame["dataset"], protocol="composite")) == 40
 
 
 def test_stage_reads_params_yaml(tmp_path, monkeypatch):
@@ -168,8 +164,9 @@ def test_stage_reads_params_yaml(tmp_path, monkeypatch):
     from stages.loso import main as stage_main
 
     assert stage_main(["--dataset", "toy", "--motions", str(index)]) == 0
-    assert sorted(p.name for p in (tmp_path / "results" / "toy").glob("*.csv")) == ["s1.csv", "s2.csv"]
-    assert json.loads((tmp_path / "results/toy/folds/s1.json").read_text())["n_train"] == 3
+    assert sorted(p.name for p in (tmp_path / "results/toy/seed_0").glob("*.csv")) == ["s1.csv", "s2.csv"]
+    record = json.loads((tmp_path / "results/toy/seed_0/folds/s1.json").read_text())
+    assert record["n_train"] == 3 and record["train_subjects"] == ["toy/s2"]
 
 
 def test_pretrained_weights_file_keys_the_folds(tmp_path):
@@ -182,7 +179,7 @@ def test_pretrained_weights_file_keys_the_folds(tmp_path):
     torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), weights)
     pretrained = {"pretrained": True, "weights_file": str(weights), "embed_dim": None, "num_heads": None}
     out = tmp_path / "results"
-    assert _run(samples, out, scvit=pretrained).ran == ("s1", "s2")
+    assert _run(samples, out, scvit=pretrained).ran == _runs([0], ("s1", "s2"))
     assert _run(samples, out, scvit=pretrained).ran == ()
     torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), weights)  # new weights
-    assert _run(samples, out, scvit=pretrained).ran == ("s1", "s2")
+    assert _run(samples, out, scvit=pretrained).ran == _runs([0], ("s1", "s2"))

@@ -108,7 +108,10 @@ def test_dvc_repro_runs_the_demo_pipeline_on_a_fresh_copy(repo_copy):
     summary = json.loads((repo_copy / "metrics/summary.json").read_text())
     assert summary["synthme"]["n_folds"] == 8 and summary["synthme"]["n_samples"] == len(manifest)
     assert 0.0 <= summary["synthme"]["uf1"] <= 1.0 and "average" in summary
-    assert len(list((repo_copy / "results/synthme").glob("sub*.csv"))) == 8
+    seeds = yaml.safe_load((repo_copy / "params.yaml").read_text())["loso"]["seeds"]
+    assert summary["synthme"]["n_seeds"] == len(seeds)
+    for seed in seeds:
+        assert len(list((repo_copy / f"results/synthme/seed_{seed}").glob("sub*.csv"))) == 8
     motion = json.loads((repo_copy / "metrics/motion.json").read_text())
     assert set(motion["variants"]) == {"selfme", "selfme_no_bspline", "tvl1", "farneback", "dis"}
     assert (repo_copy / "models/motion/finetune.pt").is_file()

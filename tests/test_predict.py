@@ -29,7 +29,7 @@ from motion_testing import tiny_motion
 MOTION = tiny_motion(kp_detector={"scale_factor": 1, "pad": 0})
 SCVIT = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32, num_heads=2,
              pretrained=False, omega=0.1, tau=0.07)
-LOSO = dict(epochs=2, batch_size=4, lr=1e-3, gamma_lr=0.9, seed=0, workers=1, device="cpu", threads=1)
+LOSO = dict(epochs=2, batch_size=4, lr=1e-3, gamma_lr=0.9, seeds=[0], workers=1, device="cpu", threads=1)
 CROP = dict(size=64, drift_check_frames=0, workers=1)
 EXTRACT = dict(gamma=2.0, batch_size=8, plot_clips=0, device="cpu")
 HELD_OUT = "sub03"

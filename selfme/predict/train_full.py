@@ -2,10 +2,11 @@
 
 The schedule is a LOSO fold's (params.yaml ``loso``: epochs, batch size, lr, decay, flips, class
 weights) run through the same function, :func:`selfme.scvit.train.train_fold`, with every subject in
-the training set and no test set. The seed is ``fold_seed(loso.seed, "<all subjects>")``. The motions
-are the extract stage's (``data/motion/<method>/<dataset>/index.csv``); their sidecars must name the
-same method, extract parameters and motion-model checksum as the bundle records, so the classifier is
-never packed with a front end it was not trained on.
+the training set and no test set. The seed is ``fold_seed(loso.seeds[0], "<all subjects>")``: the
+first LOSO seed (one model, not one per seed). The motions are the extract stage's
+(``data/motion/<method>/<dataset>/index.csv``); their sidecars must name the same method, extract
+parameters and motion-model checksum as the bundle records, so the classifier is never packed with a
+front end it was not trained on.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def train_full(*, motions: str | os.PathLike, dataset: str, protocol: str, crop:
     x, channels = build_inputs(samples, model_config.input_config())
     y = torch.as_tensor(labels, dtype=torch.long)
     negate = tuple(i for i, c in enumerate(channels) if c in HORIZONTAL)
-    seed = fold_seed(config.seed, ALL_SUBJECTS)
+    seed = fold_seed(config.seeds[0], ALL_SUBJECTS)
     device = resolve_device(config.device)
     threads = torch.get_num_threads()
     if config.threads > 0:

@@ -9,13 +9,21 @@ Three sources, told apart by what ``motions`` points at:
 * a folder of precomputed motion images ``<subject>_<clip>.png`` plus a labels CSV, either headerless
   ``db, subject, clip, label`` (MEGC2019's composite ground truth) or with a header naming
   ``db``/``dataset``, ``subject``, ``clip`` and ``label``/``label_id`` (class ids or class names).
+
+Every sample carries ``dataset`` (the name its source gives it: the motion index's ``dataset`` column,
+the labels CSV's db; LOSO writes its folds under that name) and ``db`` (the MEGC2019 log name,
+``smic_hs`` -> ``smic``). A sample is identified by (dataset, subject, clip): subjects of different
+datasets are different people even where their ids collide. Several datasets may be loaded at once
+(the composite protocol pools them); ``combine_samples`` joins sources loaded one by one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,13 +34,16 @@ from selfme.io import read_image
 from selfme.metrics.logs import MEGC_DB
 from selfme.scvit.inputs import IMAGE_CHANNELS, InputConfig, image_to_input, motion_to_input
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-SAMPLE_COLUMNS = ["db", "subject", "clip", "label_id", "path"]
+SAMPLE_COLUMNS = ["dataset", "db", "subject", "clip", "label_id", "path"]
+SAMPLE_KEY = ["dataset", "subject", "clip"]
 
 
 @dataclass(frozen=True)
 class Samples:
-    """One row per clip (db, subject, clip, label_id, path); ``kind`` is ``motion`` or ``image``."""
+    """One row per clip (dataset, db, subject, clip, label_id, path); ``kind`` is ``motion`` or ``image``."""
 
     frame: pd.DataFrame
     kind: str
@@ -40,13 +51,41 @@ class Samples:
     def __len__(self) -> int:
         return len(self.frame)
 
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets of the samples, in order of first appearance."""
+        return list(dict.fromkeys(self.frame["dataset"].astype(str)))
+
     def digest(self) -> str:
         """SHA-256 over every sample's identity, label and file content (keys the fold results)."""
         h = hashlib.sha256(self.kind.encode())
         for row in self.frame.itertuples(index=False):
-            h.update(f"{row.db}|{row.subject}|{row.clip}|{int(row.label_id)}|".encode())
+            h.update(f"{row.dataset}|{row.db}|{row.subject}|{row.clip}|{int(row.label_id)}|".encode())
             h.update(hashlib.sha256(Path(row.path).read_bytes()).digest())
         return h.hexdigest()
+
+    def subset(self, datasets: Sequence[str]) -> "Samples":
+        """The samples of the named datasets (in their original order)."""
+        keep = self.frame["dataset"].astype(str).isin([str(d) for d in datasets])
+        return Samples(self.frame[keep].reset_index(drop=True), self.kind)
+
+    def with_dataset(self, name: str) -> "Samples":
+        """Every sample renamed to dataset ``name`` (a pipeline stage's key), db after MEGC2019."""
+        return Samples(self.frame.assign(dataset=name, db=MEGC_DB.get(name, name)), self.kind)
+
+
+def combine_samples(parts: Sequence[Samples]) -> Samples:
+    """Samples of several sources in one list (the composite protocol's pool)."""
+    if not parts:
+        raise ValueError("no samples to combine")
+    kinds = {p.kind for p in parts}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot pool samples of different kinds {sorted(kinds)}")
+    frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    if frame.duplicated(SAMPLE_KEY).any():
+        first = frame[frame.duplicated(SAMPLE_KEY)].iloc[0]
+        raise ValueError(f"sample {first['dataset']}/{first['subject']}/{first['clip']} is listed twice")
+    return Samples(frame, parts[0].kind)
 
 
 def _resolve(paths: pd.Series, base: Path) -> list[Path]:
@@ -64,25 +103,38 @@ def _resolve(paths: pd.Series, base: Path) -> list[Path]:
     return out
 
 
-def _db_matches(db: pd.Series, dataset: str) -> pd.Series:
-    names = {dataset, MEGC_DB.get(dataset, dataset)} | {k for k, v in MEGC_DB.items() if v == dataset}
+def _names(dataset: str | Sequence[str] | None) -> list[str] | None:
+    """A dataset choice as a list: None (all), one name, a list, or a comma-separated string."""
+    if dataset is None:
+        return None
+    items = [dataset] if isinstance(dataset, str) else list(dataset)
+    return [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+
+
+def _db_matches(db: pd.Series, dataset: str | Sequence[str]) -> pd.Series:
+    """Rows whose dataset is one of ``dataset`` under any of its names (smic_hs is MEGC2019's smic)."""
+    names = set()
+    for name in _names(dataset) or []:
+        names |= {name, MEGC_DB.get(name, name)} | {k for k, v in MEGC_DB.items() if v == name}
     return db.astype(str).isin(names)
 
 
-def _finish(frame: pd.DataFrame, kind: str, dataset: str | None) -> Samples:
+def _finish(frame: pd.DataFrame, kind: str, dataset: str | Sequence[str] | None) -> Samples:
     if dataset is not None:
-        frame = frame[_db_matches(frame["db"], dataset)]
-    elif frame["db"].nunique() > 1:
-        raise ValueError(f"the samples span several datasets {sorted(frame['db'].unique())}: choose one with --dataset")
+        frame = frame[_db_matches(frame["dataset"], dataset)]
     if frame.empty:
-        raise ValueError(f"no samples{' for dataset ' + repr(dataset) if dataset else ''}")
-    if frame.duplicated(["subject", "clip"]).any():
-        raise ValueError("duplicate (subject, clip) rows in the sample list")
-    frame = frame.assign(db=frame["db"].map(lambda d: MEGC_DB.get(str(d), str(d))))
+        raise ValueError(f"no samples{' for dataset(s) ' + repr(dataset) if dataset else ''}")
+    if frame.duplicated(SAMPLE_KEY).any():
+        first = frame[frame.duplicated(SAMPLE_KEY)].iloc[0]
+        raise ValueError(f"duplicate (dataset, subject, clip) rows in the sample list, e.g. "
+                         f"{first['dataset']}/{first['subject']}/{first['clip']}")
+    frame = frame.assign(dataset=frame["dataset"].astype(str),
+                         db=frame["dataset"].map(lambda d: MEGC_DB.get(str(d), str(d))))
     return Samples(frame[SAMPLE_COLUMNS].reset_index(drop=True), kind)
 
 
-def motion_index_samples(index: str | Path, *, dataset: str | None = None, column: str = "motion_path") -> Samples:
+def motion_index_samples(index: str | Path, *, dataset: str | Sequence[str] | None = None,
+                         column: str = "motion_path") -> Samples:
     """Samples from a CSV with ``subject, clip, label_id`` and a column of .npy motion paths."""
     index = Path(index)
     if not index.is_file():
@@ -92,11 +144,13 @@ def motion_index_samples(index: str | Path, *, dataset: str | None = None, colum
     if missing:
         raise ValueError(f"{index} lacks the column(s) {missing}")
     frame = frame.dropna(subset=[column])
-    db = frame["dataset"].astype(str) if "dataset" in frame.columns else pd.Series(dataset or "unknown", index=frame.index)
+    names = _names(dataset)
+    default = names[0] if names and len(names) == 1 else "unknown"
+    db = frame["dataset"].astype(str) if "dataset" in frame.columns else pd.Series(default, index=frame.index)
     if dataset is not None:
         frame, db = frame[_db_matches(db, dataset)], db[_db_matches(db, dataset)]
     paths = _resolve(frame[column], index.parent)
-    out = pd.DataFrame({"db": db.values, "subject": frame["subject"].values, "clip": frame["clip"].values,
+    out = pd.DataFrame({"dataset": db.values, "subject": frame["subject"].values, "clip": frame["clip"].values,
                         "label_id": frame["label_id"].astype(int).values, "path": [str(p) for p in paths]})
     return _finish(out, "motion", None)
 
@@ -129,31 +183,42 @@ def read_labels(path: str | Path, *, protocol: str = "megc3") -> pd.DataFrame:
                          "clip": frame["clip"].str.strip(), "label_id": ids.astype(int)})
 
 
-def image_samples(folder: str | Path, labels: str | Path, *, dataset: str | None = None,
+def image_samples(folder: str | Path, labels: str | Path, *, dataset: str | Sequence[str] | None = None,
                   protocol: str = "megc3") -> Samples:
-    """Samples from a folder of ``<subject>_<clip>.png`` motion images and a labels CSV."""
+    """Samples from a folder of ``<subject>_<clip>.png`` motion images and a labels CSV.
+
+    Every labelled sample of a chosen dataset needs its image; with no choice (``dataset`` None) a
+    dataset of the labels without any image in the folder is left out (logged), so MEGC2019's
+    composite list works on a folder holding only some of its databases."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"motion image folder not found: {folder}")
-    frame = read_labels(labels, protocol=protocol)
+    frame = read_labels(labels, protocol=protocol).rename(columns={"db": "dataset"})
     if dataset is not None:
-        frame = frame[_db_matches(frame["db"], dataset)]
-    paths, missing = [], []
-    for subject, clip in zip(frame["subject"], frame["clip"]):
-        found = next((folder / f"{subject}_{clip}{s}" for s in IMAGE_SUFFIXES
-                      if (folder / f"{subject}_{clip}{s}").is_file()), None)
-        paths.append(str(found) if found else "")
-        if found is None:
-            missing.append(f"{subject}_{clip}")
-    if missing:
+        frame = frame[_db_matches(frame["dataset"], dataset)]
+    paths = [next((str(folder / f"{s}_{c}{x}") for x in IMAGE_SUFFIXES if (folder / f"{s}_{c}{x}").is_file()), "")
+             for s, c in zip(frame["subject"], frame["clip"])]
+    frame = frame.assign(path=paths)
+    if dataset is None:
+        found = frame.groupby("dataset", sort=False)["path"].apply(lambda p: (p != "").any())
+        for name in found.index[~found.values]:
+            log.warning("%s: %d labelled sample(s) and no image of them in %s: left out", name,
+                        int((frame["dataset"] == name).sum()), folder)
+        frame = frame[frame["dataset"].isin(found.index[found.values])]
+        if frame.empty:
+            raise FileNotFoundError(f"no labelled sample has an image <subject>_<clip>.png in {folder}")
+    missing = frame[frame["path"] == ""]
+    if len(missing):
         raise FileNotFoundError(f"{len(missing)} labelled sample(s) have no image in {folder}, e.g. "
-                                f"{missing[0]}.png")
-    return _finish(frame.assign(path=paths), "image", dataset)
+                                f"{missing['subject'].iloc[0]}_{missing['clip'].iloc[0]}.png")
+    return _finish(frame, "image", dataset)
 
 
-def load_samples(motions: str | Path, *, labels: str | Path | None = None, dataset: str | None = None,
-                 protocol: str = "megc3") -> Samples:
-    """Dispatch on what ``motions`` is (see the module docstring)."""
+def load_samples(motions: str | Path, *, labels: str | Path | None = None,
+                 dataset: str | Sequence[str] | None = None, protocol: str = "megc3") -> Samples:
+    """Dispatch on what ``motions`` is (see the module docstring); ``dataset``: one name, several (a
+    list or ``casme2,smic``) or None for every dataset the source holds. ``protocol``: the class
+    protocol that names the labels (megc3)."""
     motions = Path(motions)
     if labels is not None:
         return image_samples(motions, labels, dataset=dataset, protocol=protocol)

@@ -26,6 +26,7 @@ from selfme.scvit.model import SCViT
 log = logging.getLogger(__name__)
 
 CLASS_WEIGHTS = ("none", "balanced")
+PROTOCOLS = ("per_dataset", "composite")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +36,10 @@ class LosoConfig:
     epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
     hflip: probability of mirroring a training sample (the horizontal motion changes sign); 0 is off.
     class_weight: ``none`` or ``balanced`` (inverse class frequency of the training subjects only).
-    seed: every fold derives its own seed from it and the test subject's name.
+    seeds: every fold runs once per seed, with its own seed derived from that seed and its
+        (dataset, subject); the list does not key a fold's result, each run keys its own seed.
+    protocol: ``per_dataset`` (a fold trains on the other subjects of its own dataset) or
+        ``composite`` (MEGC2019: every dataset of the run pooled, one fold per (dataset, subject)).
     Execution only (they do not change what a fold computes, so they do not key its results):
     workers (parallel fold processes), device (auto | cpu | cuda | cuda:N), threads (torch threads
     per worker; 0: cores / workers), live (dvclive training curves per fold).
@@ -48,7 +52,8 @@ class LosoConfig:
     weight_decay: float = 0.0
     hflip: float = 0.0
     class_weight: str = "none"
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    protocol: str = "per_dataset"
     workers: int = 1
     device: str = "auto"
     threads: int = 0
@@ -65,6 +70,14 @@ class LosoConfig:
             raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.workers < 1:
             raise ValueError(f"loso.workers must be >= 1, got {self.workers}")
+        if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, (list, tuple)) or not self.seeds:
+            raise ValueError(f"loso.seeds is a non-empty list of seeds, e.g. [0, 1, 2], got {self.seeds!r}")
+        seeds = tuple(int(s) for s in self.seeds)
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"loso.seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        object.__setattr__(self, "seeds", seeds)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"loso.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> "LosoConfig":
@@ -74,8 +87,8 @@ class LosoConfig:
         return dataclasses.asdict(self)
 
     def result_key(self) -> dict[str, Any]:
-        """The settings that change a fold's predictions."""
-        return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS}
+        """The settings that change a fold's predictions (``seeds`` aside: each run keys its own seed)."""
+        return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"}
 
 
 def fold_seed(seed: int, subject: str) -> int:
