@@ -7,7 +7,9 @@ without SC, SCViT with it), Table 4 (``extract.gamma``), and Fig. 4 (UF1/UAR aga
 and ``scvit.tau``). Each table is drawn from the HEAD commit (the baseline) and its experiments whose
 parameters differ from the baseline only in that table's keys (Table 1: each of B-spline, SC and MA at
 the baseline value or switched off); where several experiments share a row, the baseline commit wins,
-then the most recent experiment.
+then the most recent experiment. Metrics are the mean over ``loso.seeds`` and the tables print
+``mean ± std`` (the sample std over the seeds, from summary.json's ``uf1_std`` / ``uar_std``; the mean
+alone where a run had one seed); the sweep plots draw the std as error bars.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from selfme.io import atomic_path, write_text
+from selfme.metrics.aggregate import mean_pm_std
 
 SUMMARY = "metrics/summary.json"
 KEYS = {"bspline": "extract.bspline", "gamma": "extract.gamma", "method": "motion.method",
@@ -46,7 +49,7 @@ def _row(name: str, rev: str, data: dict, *, baseline: str, kind: str) -> dict[s
            "baseline": baseline[:7]}
     row.update({key: _flatten(params).get(path) for key, path in KEYS.items()})
     for dataset, values in metrics.items():
-        for metric in ("uf1", "uar"):
+        for metric in METRICS:
             if isinstance(values, dict) and metric in values:
                 row[f"{dataset}.{metric}"] = values[metric]
     return row
@@ -78,8 +81,22 @@ def load_experiments(repo: str | Path = ".") -> pd.DataFrame:
     return experiments_table(json.loads(out))
 
 
+METRICS = ("uf1", "uar", "uf1_std", "uar_std")
+
+
 def _metric_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.endswith((".uf1", ".uar"))]
+    return [c for c in table.columns if c.endswith(tuple(f".{m}" for m in METRICS))]
+
+
+def with_std(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each ``<scope>.uf1`` / ``<scope>.uar`` column as ``mean ± std`` text, its ``_std`` column folded in."""
+    out = frame.drop(columns=[c for c in frame.columns if c.endswith(("_std",))])
+    for column in out.columns:
+        if column.endswith((".uf1", ".uar")):
+            std = frame[f"{column}_std"] if f"{column}_std" in frame.columns else [None] * len(frame)
+            out[column] = [mean_pm_std(None if pd.isna(m) else float(m), None if pd.isna(s) else float(s))
+                           for m, s in zip(frame[column], std)]
+    return out
 
 
 #: The "off" value of each switch of Table 1.
@@ -143,7 +160,7 @@ def to_markdown(tables: dict[str, pd.DataFrame]) -> str:
              "pooled LOSO metrics from metrics/summary.json.\n"]
     for title, frame in tables.items():
         parts.append(f"## {title}\n")
-        parts.append(frame.to_markdown(index=False, floatfmt=".4f") if len(frame) else "(no experiments)")
+        parts.append(with_std(frame).to_markdown(index=False, floatfmt=".4f") if len(frame) else "(no experiments)")
         parts.append("")
     return "\n".join(parts) + "\n"
 
@@ -164,7 +181,8 @@ def plot_sweep(table: pd.DataFrame, key: str, path: str | Path, *, dataset: str 
 
     fig, ax = plt.subplots(figsize=(4.2, 3.0), dpi=120)
     for column, marker in zip(columns, ("o", "s")):
-        ax.plot(data[key], data[column], marker=marker, label=column.split(".")[1].upper())
+        std = data[f"{column}_std"].astype(float).fillna(0.0) if f"{column}_std" in data.columns else None
+        ax.errorbar(data[key], data[column], yerr=std, marker=marker, capsize=3, label=column.split(".")[1].upper())
     ax.set_xlabel(KEYS.get(key, key))
     ax.set_ylabel(dataset)
     ax.grid(alpha=0.3)

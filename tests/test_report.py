@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from selfme.report import ablation_tables, experiments_table, to_markdown, write_report
+import pandas as pd
+
+from selfme.report import ablation_tables, experiments_table, to_markdown, with_std, write_report
 
 
-def _entry(name, ts, *, omega=0.1, tau=0.07, gamma=2, bspline=True, method="selfme", uf1=0.5, uar=0.6):
+def _entry(name, ts, *, omega=0.1, tau=0.07, gamma=2, bspline=True, method="selfme", uf1=0.5, uar=0.6, std=0.01):
     params = {"scvit": {"omega": omega, "tau": tau}, "extract": {"gamma": gamma, "bspline": bspline},
               "motion": {"method": method}}
-    metrics = {"synthme": {"uf1": uf1, "uar": uar, "n_samples": 47, "n_folds": 8},
-               "average": {"uf1": uf1, "uar": uar}}
+    metrics = {"synthme": {"uf1": uf1, "uar": uar, "uf1_std": std, "uar_std": std, "n_seeds": 3, "n_samples": 47,
+                           "n_folds": 8},
+               "average": {"uf1": uf1, "uar": uar, "uf1_std": std, "uar_std": std, "n_seeds": 3}}
     return {"rev": name * 6, "name": name, "data": {
         "rev": name * 6, "timestamp": ts, "params": {"params.yaml": {"data": params}},
         "metrics": {"metrics/summary.json": {"data": metrics}}}}
@@ -23,7 +26,7 @@ def _exp_show():
         {"name": "c", "revs": [_entry("c", "2026-01-04T00:00:00", method="tvl1", bspline=False, uf1=0.3, uar=0.35)]},
         {"name": "d", "revs": [_entry("d", "2026-01-05T00:00:00", omega=0.2, uf1=0.55, uar=0.62)]},
         {"name": "e", "revs": [_entry("e", "2026-01-06T00:00:00", method="tvl1", uf1=0.35, uar=0.4)]},
-        {"name": "f", "revs": [_entry("f", "2026-01-07T00:00:00", omega=0.0, gamma=1, bspline=False)]},
+        {"name": "f", "revs": [_entry("f", "2026-01-07T00:00:00", omega=0.0, gamma=1, bspline=False, std=None)]},
     ]
     workspace = {"rev": "workspace", "name": None, "data": {"rev": "workspace", "timestamp": None,
                                                             "params": {}, "metrics": {}}}
@@ -36,7 +39,7 @@ def test_experiments_table_flattens_params_and_metrics():
     assert list(table["kind"]) == ["commit"] + ["experiment"] * 6 and set(table["baseline"]) == {"mainmai"}
     row = table.set_index("experiment").loc["c"]
     assert row["method"] == "tvl1" and not row["bspline"]
-    assert row["synthme.uf1"] == 0.3 and row["average.uar"] == 0.35
+    assert row["synthme.uf1"] == 0.3 and row["average.uar"] == 0.35 and row["synthme.uf1_std"] == 0.01
 
 
 def test_ablation_tables_have_the_paper_shapes():
@@ -52,6 +55,16 @@ def test_ablation_tables_have_the_paper_shapes():
     assert dict(zip(t4["gamma"], t4["experiment"])) == {1: "b", 2: "main"}
     md = to_markdown(tables)
     assert "## Table 3: motion source x classifier" in md and "| tvl1" in md
+    assert "0.3500 ± 0.0100" in md and "uf1_std" not in md  # e's mean and std over seeds, one column
+
+
+def test_tables_print_mean_plus_minus_std():
+    frame = pd.DataFrame({"experiment": ["x", "y", "z"], "casme2.uf1": [0.56154, 0.5, None],
+                          "casme2.uf1_std": [0.01234, None, None], "casme2.uar": [0.6, 0.7, 0.8]})
+    shown = with_std(frame)
+    assert list(shown.columns) == ["experiment", "casme2.uf1", "casme2.uar"]
+    assert shown["casme2.uf1"].tolist() == ["0.5615 ± 0.0123", "0.5000", ""]  # one seed: no std; no run: blank
+    assert shown["casme2.uar"].tolist() == ["0.6000", "0.7000", "0.8000"]      # summaries without std columns
 
 
 def test_write_report_plots_sweeps(tmp_path):
