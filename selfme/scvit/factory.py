@@ -15,6 +15,8 @@ from typing import Any, Mapping
 from selfme.scvit.inputs import InputConfig
 from selfme.scvit.losses import SC_FORMS
 from selfme.scvit.model import SC_FEATURES, SCViT
+from selfme.scvit.peers import PEERS, create_peer
+from selfme.scvit.stem import STEMS, conv_stem_layer
 from selfme.scvit.weights import WeightsNotFound, missing_weights_message, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,10 @@ class SCViTConfig:
     sc_form: ``eq14`` (the paper's per-(anchor, region) contrast, Eq. 14) or ``supcon`` (one supervised
         contrastive softmax over all region embeddings); see ``selfme.scvit.losses``.
     head_hidden: hidden width of Eq. 15's MLP head (LN, then one hidden layer); 0: a linear head.
+    stem: the patch embedding E, ``linear`` (ViT's) or ``conv`` (a small convolutional stem with
+        ``stem_channels`` filters, ``selfme.scvit.stem``; random initialisation only).
+    model_name ``ststnet`` or ``off_apexnet`` builds that published CNN instead (``selfme.scvit.peers``;
+    random initialisation, img_size 28; the ViT keys are unused, the loss keys apply as to SCViT).
     """
 
     model_name: str = "vit_small_patch16_224"
@@ -80,6 +86,8 @@ class SCViTConfig:
     sc_own_mirror: bool = True
     sc_form: str = "eq14"
     head_hidden: int = 384
+    stem: str = "linear"
+    stem_channels: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
@@ -94,6 +102,11 @@ class SCViTConfig:
         if self.pretrained and (self.embed_dim is not None or self.num_heads is not None):
             raise ValueError("scvit.embed_dim / scvit.num_heads overrides need scvit.pretrained: false "
                              "(ImageNet weights fix the width)")
+        if self.stem not in STEMS:
+            raise ValueError(f"scvit.stem must be one of {STEMS}, got {self.stem!r}")
+        if self.pretrained and (self.model_name in PEERS or self.stem != "linear"):
+            raise ValueError(f"scvit.model_name {self.model_name} with scvit.stem {self.stem} has no ImageNet "
+                             f"weights: set scvit.pretrained: false")
         self.input_config()  # validates the input settings
 
     @classmethod
@@ -126,11 +139,18 @@ def create_scvit(config: SCViTConfig, *, num_classes: int, in_chans: int) -> tup
     came from. Missing weights with ``pretrained: true`` raise WeightsNotFound naming the file."""
     import timm
 
+    if config.model_name in PEERS:
+        peer = create_peer(config.model_name, num_classes=num_classes, in_chans=in_chans, img_size=config.img_size,
+                           drop_rate=config.drop_rate)
+        log.info("scvit: peer %s, random initialisation", config.model_name)
+        return peer, "random initialisation (published peer)"
     source = resolve_weights(config.model_name, pretrained=config.pretrained, weights_file=config.weights_file)
     kwargs = timm_kwargs(config, num_classes=num_classes, in_chans=in_chans)
     if config.pretrained and config.depth is not None:
         kwargs["pretrained_strict"] = False  # the checkpoint's blocks beyond ``depth`` are left unused
         log.info("scvit: keeping the first %d pretrained blocks", config.depth)
+    if config.stem == "conv":
+        kwargs["embed_layer"] = conv_stem_layer(config.stem_channels)
     try:
         backbone = timm.create_model(config.model_name, **source.kwargs, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from selfme.scvit.factory import SCViTConfig, config_from_section, create_scvit
-from selfme.scvit.inputs import hflip
+from selfme.scvit.augment import augment
 from selfme.scvit.losses import SCViTLoss
 from selfme.scvit.model import SCViT
 
@@ -35,6 +35,8 @@ class LosoConfig:
 
     epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
     hflip: probability of mirroring a training sample (the horizontal motion changes sign); 0 is off.
+    shift_px: random translation of a training sample by up to this many pixels (``selfme.scvit.augment``).
+    label_smoothing: of the cross-entropy (0: none).
     class_weight: ``none`` or ``balanced`` (inverse class frequency of the training subjects only).
     seeds: every fold runs once per seed, with its own seed derived from that seed and its
         (dataset, subject); the list does not key a fold's result, each run keys its own seed.
@@ -51,6 +53,8 @@ class LosoConfig:
     gamma_lr: float = 0.9
     weight_decay: float = 0.0
     hflip: float = 0.0
+    shift_px: int = 0
+    label_smoothing: float = 0.0
     class_weight: str = "none"
     seeds: tuple[int, ...] = (0,)
     protocol: str = "per_dataset"
@@ -66,6 +70,9 @@ class LosoConfig:
             raise ValueError("loso needs epochs >= 1, batch_size >= 1, lr > 0 and 0 < gamma_lr <= 1")
         if not 0 <= self.hflip <= 1:
             raise ValueError(f"loso.hflip is a probability, got {self.hflip}")
+        if self.shift_px < 0 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"loso.shift_px must be >= 0 and loso.label_smoothing in [0, 1) "
+                             f"(got {self.shift_px}, {self.label_smoothing})")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.workers < 1:
@@ -136,7 +143,7 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
     model.to(device)
     weight = class_weights(y, num_classes).to(device) if config.class_weight == "balanced" else None
     criterion = SCViTLoss(omega=model_config.omega, tau=model_config.tau, own_mirror=model_config.sc_own_mirror,
-                          form=model_config.sc_form,
+                          form=model_config.sc_form, label_smoothing=config.label_smoothing,
                           class_weight=weight).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
@@ -149,11 +156,9 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
-            xb, yb = x[idx], y[idx]  # advanced indexing copies: flips never touch x
-            if config.hflip > 0:
-                flip = torch.rand(len(idx), generator=generator) < config.hflip
-                if flip.any():
-                    xb[flip] = hflip(xb[flip], negate)
+            xb, yb = x[idx], y[idx]
+            if config.hflip > 0 or config.shift_px > 0:
+                xb = augment(xb, generator=generator, hflip=config.hflip, shift_px=config.shift_px, negate=negate)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if criterion.needs_regions:
                 logits, regions = model(xb, with_regions=True)
