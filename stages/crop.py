@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except CropFailureRate as exc:
         print(f"crop@{args.dataset}: FAILED: {exc}", file=sys.stderr)
         return 1
+    except (FileNotFoundError, ValueError) as exc:  # no manifest, or one without clips
+        print(f"crop@{args.dataset}: error: {exc}", file=sys.stderr)
+        return 2
     print_summary(summary)
     return 0
 

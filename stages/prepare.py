@@ -26,10 +26,14 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyError(f"params.yaml datasets has no entry {args.dataset!r}")
     entry = params["datasets"][args.dataset]
     prep = params["prepare"]
-    result = build_manifest(
-        entry.get("adapter", args.dataset), entry["root"], annotations=entry.get("annotations"),
-        protocol=prep["protocol"], allow_missing_frames=prep["allow_missing_frames"],
-        apex_missing=prep["apex_missing"])
+    try:
+        result = build_manifest(
+            entry.get("adapter", args.dataset), entry["root"], annotations=entry.get("annotations"),
+            protocol=prep["protocol"], allow_missing_frames=prep["allow_missing_frames"],
+            apex_missing=prep["apex_missing"])
+    except (FileNotFoundError, ValueError) as exc:  # bad input data: one line naming the file
+        print(f"prepare@{args.dataset}: error: {exc}", file=sys.stderr)
+        return 2
     report = write_manifest(result, f"{args.out_dir}/{args.dataset}.csv")
     print(f"prepare@{args.dataset}: {report['n_samples']} samples, {report['n_subjects']} subjects, "
           f"{report['per_class']}, {report['n_excluded']} excluded")

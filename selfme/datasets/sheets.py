@@ -29,7 +29,7 @@ def read_sheet(path: str | Path, aliases: dict[str, tuple[str, ...]], *, scan_ro
     The header row is found by content (the first of the first ``scan_rows`` rows that holds every
     required column), so SAMM's header on row 13 and CASME II's on row 1 read the same way.
     ``aliases`` maps canonical name -> accepted normalised header names; a canonical name ending in
-    '?' is optional (filled with '' when absent).
+    '?' is optional (filled with '' when absent). A header without sample rows is an error.
     """
     path = Path(path)
     if not path.is_file():
@@ -55,7 +55,10 @@ def read_sheet(path: str | Path, aliases: dict[str, tuple[str, ...]], *, scan_ro
     frame = pd.DataFrame(out)
     # Drop blank trailing rows (xlsx sheets often have formatted empty rows).
     first = next(iter(required)).rstrip("?")
-    return frame[frame[first].notna() & (frame[first].astype(str).str.strip() != "")].reset_index(drop=True)
+    frame = frame[frame[first].notna() & (frame[first].astype(str).str.strip() != "")].reset_index(drop=True)
+    if frame.empty:
+        raise ValueError(f"{path}: the sheet has a header (row {row + 1}) but no sample rows")
+    return frame
 
 
 def to_frame_number(value: object) -> float:

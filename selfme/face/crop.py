@@ -129,16 +129,20 @@ def crop_dataset(manifest: str | os.PathLike | pd.DataFrame, out_dir: str | os.P
     ``ground_truth``: folder of ``<subject>/<clip>.npy`` onset->apex displacement fields in raw-frame
     pixels, mapped into crop pixels alongside. ``force`` recrops clips that are up to date. ``backend``
     replaces the one ``config`` names (tests). Raises CropFailureRate, after writing every output, when
-    more than ``config.max_failure_rate`` of the clips could not be cropped.
+    more than ``config.max_failure_rate`` of the clips could not be cropped; a ValueError for a manifest
+    without clips.
     """
     frame = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
+    if frame.empty:
+        raise ValueError(f"{'the manifest' if isinstance(manifest, pd.DataFrame) else manifest} has no clips to "
+                         f"crop (see the prepare stage's *_excluded.csv)")
     out_dir = Path(out_dir)
     gt_root = Path(ground_truth) if ground_truth is not None else None
     if gt_root is not None and not gt_root.is_dir():
         raise FileNotFoundError(f"ground-truth folder not found: {gt_root}")
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir)
-    dataset = str(frame["dataset"].iloc[0]) if len(frame) else out_dir.name
+    dataset = str(frame["dataset"].iloc[0])
     workers = config.workers or os.cpu_count() or 1
 
     def factory() -> LandmarkBackend:
