@@ -140,6 +140,35 @@ def _check_out_dir(out_dir: Path) -> None:
                          f"(no {SUMMARY_NAME}); choose an empty or new --out")
 
 
+def _write_subject(tmp: Path, s: int, config: SynthConfig, grid: np.ndarray, rows: list[dict[str, Any]],
+                   bar) -> tuple[list, dict[str, Any]]:
+    """Render subject ``s``'s clips into ``tmp`` (frames, ground truth and its sidecar), append their
+    coding-sheet rows to ``rows``; return the clip plans and the subject's summary entry."""
+    subject_name = f"sub{s:02d}"
+    subject = make_subject(s, frame_size=config.frame_size, face_height_px=config.face_height_px,
+                           rng=np.random.default_rng([config.seed, s, 0]))
+    style = subject_style(np.random.default_rng([config.seed, s, 3]))
+    plans = plan_subject(config.clips_per_subject, config.others_fraction, np.random.default_rng([config.seed, s, 1]))
+    blink = BlinkPainter(subject, grid) if config.blink_prob > 0 else None
+    for c, plan in enumerate(plans):
+        clip = synth_clip(subject, plan.emotion, config=config, grid=grid, style=style,
+                          rng=np.random.default_rng([config.seed, s, 2, c]), blink=blink)
+        for k, frame in enumerate(clip.frames):
+            write_image(tmp / subject_name / plan.name / f"img{plan.start_frame + k}.jpg", frame,
+                        jpeg_quality=config.jpeg_quality)
+        write_npy(tmp / "ground_truth" / subject_name / f"{plan.name}.npy", clip.flow)
+        sidecar = clip_sidecar(subject_name, plan, clip, subject)
+        write_json(tmp / "ground_truth" / subject_name / f"{plan.name}.json", sidecar)
+        rows.append({"Subject": s, "Filename": plan.name, "OnsetFrame": sidecar["onset_frame"],
+                     "ApexFrame": sidecar["apex_frame"], "OffsetFrame": sidecar["offset_frame"],
+                     "Action Units": sidecar["action_units"], "Estimated Emotion": plan.emotion})
+        bar.update(1)
+    meta = {"identity": _round_dict(subject.identity), "style": _round_dict(style), "face_box": _r(subject.face_box, 2),
+            "face_box_convention": "(x0, y0, x1, y1) of the neutral face (cheek to cheek, hairline to chin); "
+                                   "in a frame it is shifted by that frame's jitter", "iod_px": round(subject.iod, 3)}
+    return plans, meta
+
+
 def generate_synthme(out_dir: str | os.PathLike, config: SynthConfig) -> dict[str, Any]:
     """Generate the SynthME dataset under ``out_dir`` (replacing a previous one) and return its summary.
 
@@ -158,30 +187,9 @@ def generate_synthme(out_dir: str | os.PathLike, config: SynthConfig) -> dict[st
                                           desc="synthme", disable=None) as bar:
         for s in range(1, config.subjects + 1):
             subject_name = f"sub{s:02d}"
-            subject = make_subject(s, frame_size=config.frame_size, face_height_px=config.face_height_px,
-                                   rng=np.random.default_rng([config.seed, s, 0]))
-            style = subject_style(np.random.default_rng([config.seed, s, 3]))
-            plans = plan_subject(config.clips_per_subject, config.others_fraction,
-                                 np.random.default_rng([config.seed, s, 1]))
-            blink = BlinkPainter(subject, grid) if config.blink_prob > 0 else None
-            for c, plan in enumerate(plans):
-                clip = synth_clip(subject, plan.emotion, config=config, grid=grid, style=style,
-                                  rng=np.random.default_rng([config.seed, s, 2, c]), blink=blink)
-                for k, frame in enumerate(clip.frames):
-                    write_image(tmp / subject_name / plan.name / f"img{plan.start_frame + k}.jpg", frame,
-                                jpeg_quality=config.jpeg_quality)
-                write_npy(tmp / "ground_truth" / subject_name / f"{plan.name}.npy", clip.flow)
-                sidecar = clip_sidecar(subject_name, plan, clip, subject)
-                write_json(tmp / "ground_truth" / subject_name / f"{plan.name}.json", sidecar)
-                rows.append({"Subject": s, "Filename": plan.name, "OnsetFrame": sidecar["onset_frame"],
-                             "ApexFrame": sidecar["apex_frame"], "OffsetFrame": sidecar["offset_frame"],
-                             "Action Units": sidecar["action_units"], "Estimated Emotion": plan.emotion})
-                bar.update(1)
+            plans, meta = _write_subject(tmp, s, config, grid, rows, bar)
             per_subject[subject_name] = dict(sorted(Counter(p.emotion for p in plans).items()))
-            subjects_meta[subject_name] = {"identity": _round_dict(subject.identity), "style": _round_dict(style),
-                                           "face_box": _r(subject.face_box, 2),
-        "face_box_convention": "(x0, y0, x1, y1) of the neutral face (cheek to cheek, hairline to chin); "
-                               "in a frame it is shifted by that frame's jitter", "iod_px": round(subject.iod, 3)}
+            subjects_meta[subject_name] = meta
             log.info("%s: %s", subject_name, per_subject[subject_name])
         sheet = coding_frame(rows)
         write_coding_sheet(tmp / SHEET_NAME, sheet)

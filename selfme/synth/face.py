@@ -140,12 +140,9 @@ def _soft_ellipse(grid: np.ndarray, centre, axes, feather: float) -> np.ndarray:
     return np.clip((1.0 - d) * min(axes) / feather + 0.5, 0.0, 1.0).astype(np.float32)
 
 
-def make_subject(index: int, *, frame_size: tuple[int, int], face_height_px: float,
-                 rng: np.random.Generator) -> Subject:
-    """Sample one subject's identity and render its neutral frame (see the module docstring)."""
-    width, height = frame_size
-    box = PORTRAIT_FACE_BOX
-    params = {
+def _sample_identity(width: int, height: int, rng: np.random.Generator) -> dict[str, Any]:
+    """A subject's face shape, pose in the frame and colouring (13 draws, in this order)."""
+    return {
         "scale_factor": float(rng.uniform(0.92, 1.08)), "face_width": float(rng.uniform(0.92, 1.08)),
         "rotation_deg": float(rng.uniform(-4.0, 4.0)), "mirrored": bool(rng.random() < 0.5),
         "offset_x": float(rng.uniform(-0.05, 0.05) * width), "offset_y": float(rng.uniform(-0.03, 0.03) * height),
@@ -154,51 +151,75 @@ def make_subject(index: int, *, frame_size: tuple[int, int], face_height_px: flo
         "brightness": float(rng.uniform(0.85, 1.1)), "contrast": float(rng.uniform(0.85, 1.15)),
         "shading": float(rng.uniform(-0.08, 0.08)),
     }
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """The similarity frame = lin @ (u - c_p) + c_f from portrait pixels u to frame pixels, plus the
+    identity bumps B of the portrait (q = u + B(u) for a portrait point q)."""
+
+    lin: np.ndarray
+    c_p: np.ndarray
+    c_f: np.ndarray
+    scale: float
+    sx: float
+    bumps: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _placement(params: dict[str, Any], width: int, height: int, face_height_px: float) -> _Placement:
+    box = PORTRAIT_FACE_BOX
     scale = face_height_px / (box[3] - box[1]) * params["scale_factor"]
     sx = scale * params["face_width"] * (-1.0 if params["mirrored"] else 1.0)
     theta = math.radians(params["rotation_deg"])
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], np.float32)
-    lin = rot @ np.diag([sx, scale]).astype(np.float32)  # frame = lin @ (u - c_p) + c_f
+    lin = rot @ np.diag([sx, scale]).astype(np.float32)
     c_p = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float32)
     c_f = np.array([width / 2 + params["offset_x"], 0.52 * height + params["offset_y"]], np.float32)
-    centres, vectors, sigmas = _identity_bumps(params)
+    return _Placement(lin, c_p, c_f, scale, sx, _identity_bumps(params))
 
-    # Forward map of landmarks: solve u + B(u) = q, then y = lin (u - c_p) + c_f.
+
+def _frame_landmarks(place: _Placement, mirrored: bool) -> dict[str, tuple[float, float]]:
+    """Forward map of the portrait landmarks: solve u + B(u) = q, then y = lin (u - c_p) + c_f."""
     names = list(PORTRAIT_LANDMARKS)
     q = np.array([PORTRAIT_LANDMARKS[n] for n in names], np.float32)
     u = q.copy()
     for _ in range(10):
-        u = q - bump_field(u, centres, vectors, sigmas)
-    y = (u - c_p) @ lin.T + c_f
-    if params["mirrored"]:
+        u = q - bump_field(u, *place.bumps)
+    y = (u - place.c_p) @ place.lin.T + place.c_f
+    if mirrored:
         names = [swap_side(n) for n in names]
-    landmarks = {n: (float(p[0]), float(p[1])) for n, p in zip(names, y)}
-    half = np.array([(box[2] - box[0]) / 2 * abs(sx), (box[3] - box[1]) / 2 * scale], np.float32)
-    box_centre = (c_p - c_p) @ lin.T + c_f
-    face_box = tuple(float(v) for v in (*(box_centre - half), *(box_centre + half)))
+    return {n: (float(p[0]), float(p[1])) for n, p in zip(names, y)}
 
-    # Backward map of every frame pixel into the portrait: u = lin^-1 (y - c_f) + c_p, q = u + B(u).
-    grid = pixel_grid(width, height)
-    u_grid = (grid - c_f) @ np.linalg.inv(lin).T + c_p
-    q_grid = (u_grid + bump_field(u_grid, centres, vectors, sigmas)).astype(np.float32)
+
+def _warp_head(place: _Placement, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Backward map of every frame pixel into the portrait (u = lin^-1 (y - c_f) + c_p, q = u + B(u)):
+    the head image and its soft mask [H, W, 1]."""
+    u_grid = (grid - place.c_f) @ np.linalg.inv(place.lin).T + place.c_p
+    q_grid = (u_grid + bump_field(u_grid, *place.bumps)).astype(np.float32)
     portrait = load_portrait()
-    if scale < 0.9:  # anti-alias before shrinking
-        portrait = cv2.GaussianBlur(portrait, (0, 0), 0.5 * math.sqrt(1.0 / scale ** 2 - 1.0))
+    if place.scale < 0.9:  # anti-alias before shrinking
+        portrait = cv2.GaussianBlur(portrait, (0, 0), 0.5 * math.sqrt(1.0 / place.scale ** 2 - 1.0))
     head = cv2.remap(portrait, q_grid[..., 0], q_grid[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     mask = cv2.remap(portrait_head_mask(), q_grid[..., 0], q_grid[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
+    return head, mask
 
-    # Skin tone, contrast, brightness and a left-right shading ramp on the head.
+
+def _colour_head(head: np.ndarray, params: dict[str, Any], grid: np.ndarray, centre_x: float, half_w: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Skin tone, contrast, brightness and a left-right shading ramp on the head."""
     gains = np.array([1 + 0.08 * params["warmth"], 1.0, 1 - 0.08 * params["warmth"]], np.float32)
     gains *= rng.uniform(0.97, 1.03, size=3).astype(np.float32) * params["brightness"]
-    across = (grid[..., 0] - box_centre[0]) / max(half[0], 1.0)
+    across = (grid[..., 0] - centre_x) / max(half_w, 1.0)
     head = ((head - 128.0) * params["contrast"] + 128.0) * gains
-    head *= (1.0 + params["shading"] * np.clip(across, -1.5, 1.5))[..., None]
+    return head * (1.0 + params["shading"] * np.clip(across, -1.5, 1.5))[..., None]
 
-    wall, wall_params = _background(width, height, rng)
-    params.update(wall_params)
-    frame = wall
-    chin = np.asarray(landmarks["chin"], np.float32)
+
+def _compose(head: np.ndarray, mask: np.ndarray, wall: np.ndarray, grid: np.ndarray, *, chin, half: np.ndarray,
+             face_box: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    """The neutral frame: the wall, a neck in the head's median skin tone, clothed shoulders, the head."""
+    height, width = wall.shape[:2]
+    chin = np.asarray(chin, np.float32)
     face_w, face_h = 2 * half[0], 2 * half[1]
     cloth = rng.uniform(20, 140, size=3).astype(np.float32)
     x0, y0, x1, y1 = (int(round(v)) for v in face_box)
@@ -207,16 +228,34 @@ def make_subject(index: int, *, frame_size: tuple[int, int], face_height_px: flo
     neck = _soft_ellipse(grid, (chin[0], chin[1] + 0.22 * face_h), (neck_half, 0.32 * face_h), 2.0)
     side = np.clip(np.abs(grid[..., 0] - chin[0]) / neck_half, 0, 1)
     neck_shade = (0.62 + 0.2 * np.clip((grid[..., 1] - chin[1]) / (0.25 * face_h), 0, 1)) * (1 - 0.25 * side ** 2)
-    frame = frame * (1 - neck[..., None]) + skin * neck_shade[..., None] * neck[..., None]
+    frame = wall * (1 - neck[..., None]) + skin * neck_shade[..., None] * neck[..., None]
     shoulders = _soft_ellipse(grid, (chin[0], chin[1] + 0.58 * face_h), (1.1 * face_w, 0.4 * face_h), 2.0)
     frame = frame * (1 - shoulders[..., None]) + cloth * shoulders[..., None]
     frame = frame * (1 - mask) + head * mask
-    neutral = np.clip(frame, 0, 255).astype(np.float32)
+    return np.clip(frame, 0, 255).astype(np.float32)
 
+
+def make_subject(index: int, *, frame_size: tuple[int, int], face_height_px: float,
+                 rng: np.random.Generator) -> Subject:
+    """Sample one subject's identity and render its neutral frame (see the module docstring)."""
+    width, height = frame_size
+    box = PORTRAIT_FACE_BOX
+    params = _sample_identity(width, height, rng)
+    place = _placement(params, width, height, face_height_px)
+    landmarks = _frame_landmarks(place, params["mirrored"])
+    half = np.array([(box[2] - box[0]) / 2 * abs(place.sx), (box[3] - box[1]) / 2 * place.scale], np.float32)
+    box_centre = place.c_f  # the portrait box centre c_p lands on c_f
+    face_box = tuple(float(v) for v in (*(box_centre - half), *(box_centre + half)))
+    grid = pixel_grid(width, height)
+    head, mask = _warp_head(place, grid)
+    head = _colour_head(head, params, grid, float(box_centre[0]), float(half[0]), rng)
+    wall, wall_params = _background(width, height, rng)
+    params.update(wall_params)
+    neutral = _compose(head, mask, wall, grid, chin=landmarks["chin"], half=half, face_box=face_box, rng=rng)
     ex = np.asarray(landmarks["eye_l_centre"], np.float32) - np.asarray(landmarks["eye_r_centre"], np.float32)
     iod = float(np.linalg.norm(ex))
     ex /= iod
     axes = np.array([ex, [-ex[1], ex[0]]], np.float32)
-    params["scale_px_per_portrait_px"] = float(scale)
+    params["scale_px_per_portrait_px"] = float(place.scale)
     return Subject(index=index, neutral=neutral, landmarks=landmarks, face_box=face_box, iod=iod,
                    axes=axes, identity=params)
