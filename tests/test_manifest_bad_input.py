@@ -60,3 +60,50 @@ def test_crop_refuses_a_manifest_without_clips(tmp_path, monkeypatch, capsys):
     assert main(["--dataset", "mini"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("crop@mini: error: ") and "mini.csv has no clips" in err[0]
+
+
+def _sheet(root: Path, rows) -> None:
+    """Write a CASME II sheet of (subject cell, clip, onset, apex, offset, emotion) rows as given."""
+    sheet = pd.DataFrame([(s, c, on, ap, off, "4", e) for s, c, on, ap, off, e in rows], columns=SHEET_COLUMNS)
+    sheet.to_excel(root / "CASME2-coding-20190701.xlsx", index=False)
+
+
+def test_a_duplicate_row_or_a_bad_subject_id_excludes_that_row_only(tmp_path):
+    _casme2_tree(tmp_path, ROWS)
+    rows = [(1, "EP02_01f", 46, 50, 55, "happiness"),     # sheet row 2
+            ("sub01", "EP02_01f", 46, 50, 55, "happiness"),  # row 3: the same clip again, same annotation
+            (1, "EP19_05f", 10, 12, 15, "disgust"),        # row 4
+            (1, "EP19_05f", 10, 13, 15, "disgust"),        # row 5: same clip, another apex
+            ("Sub 2x", "EP01_11f", 90, 91, 99, "surprise"),  # row 6: not a CASME II subject id
+            (2, "EP01_11f", 90, 91, 99, "surprise")]       # row 7
+    _sheet(tmp_path, rows)
+    result = build_manifest("casme2", tmp_path)
+    assert list(zip(result.manifest["subject"], result.manifest["clip"])) == [("sub01", "EP02_01f"),
+                                                                             ("sub02", "EP01_11f")]
+    assert result.manifest["apex"].tolist() == [50, 91]
+    assert result.excluded[["subject", "clip", "reason"]].values.tolist() == [
+        ["sub01", "EP02_01f", "duplicate of sheet row 2 (same subject, clip and annotation)"],
+        ["sub01", "EP19_05f", "sub01 EP19_05f is listed 2 times with different annotations (sheet rows 4, 5): "
+                              "none is used"],
+        ["sub01", "EP19_05f", "sub01 EP19_05f is listed 2 times with different annotations (sheet rows 4, 5): "
+                              "none is used"],
+        ["Sub 2x", "EP01_11f", "sheet row 6: CASME II subject 'Sub 2x' is not a number or 'subNN'"]]
+    assert result.report()["n_excluded"] == 4 and result.report()["n_samples"] == 2
+
+
+def test_sheet_rows_are_numbered_as_a_spreadsheet_shows_them(tmp_path):
+    from selfme.datasets.adapters import SAMM
+
+    sheet = pd.DataFrame({"Subject": ["006", "006", "x7"], "Filename": ["006_1_2", "006_1_2", "x7_1"],
+                          "Onset Frame": [5562, 5562, 10], "Apex Frame": [5565, 5565, 12],
+                          "Offset Frame": [5569, 5569, 14], "Action Units": ["4", "4", "4"],
+                          "Estimated Emotion": ["Anger", "Anger", "Anger"]})
+    header = pd.DataFrame([["SAMM Dataset - Master FACS Codes"]] + [[None]] * 12)
+    with pd.ExcelWriter(tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx") as writer:
+        header.to_excel(writer, index=False, header=False)
+        sheet.to_excel(writer, index=False, startrow=13)  # header on spreadsheet row 14
+    rows = SAMM().read_annotations(tmp_path, None)
+    assert rows.index.tolist() == [15, 16, 17] and (rows["problem"] == "").all()
+    result = build_manifest("samm", tmp_path, allow_missing_frames=True)
+    assert result.excluded["reason"].tolist() == ["duplicate of sheet row 15 (same subject, clip and annotation)"]
+    assert result.manifest["subject"].tolist() == ["006", "x7"]  # SAMM keeps non-numeric ids as written

@@ -56,13 +56,23 @@ class Adapter:
     def subject_id(self, value: object) -> str:
         return str(value).strip()
 
+    def checked_subject(self, value: object) -> tuple[str, str]:
+        """(subject id, '') or, for a cell that is not a subject id of this dataset, (the cell, why)."""
+        try:
+            return self.subject_id(value), ""
+        except ValueError as exc:
+            return str(value).strip(), str(exc)
+
     def clip_id(self, row: pd.Series) -> str:
         return str(row["clip"]).strip()
 
     def read_annotations(self, root: Path, annotations: str | Path | None) -> pd.DataFrame:
-        """Rows with ANNOTATION_COLUMNS; onset/apex/offset are floats (NaN where not a frame number)."""
+        """Rows with ANNOTATION_COLUMNS, indexed by sheet row; onset/apex/offset are floats (NaN where not
+        a frame number); a row whose subject is no subject id keeps the cell and says why in ``problem``."""
         sheet = read_sheet(self.find_sheet(root, annotations), self.aliases)
-        sheet["subject"] = sheet["subject"].map(self.subject_id)
+        checked = [self.checked_subject(v) for v in sheet["subject"]]
+        sheet["subject"] = [subject for subject, _ in checked]
+        sheet["problem"] = [f"sheet row {n}: {why}" if why else "" for n, (_, why) in zip(sheet.index, checked)]
         sheet["clip"] = sheet.apply(self.clip_id, axis=1)
         sheet["source_label"] = sheet["source_label"].astype(str).str.strip().str.lower()
         for col in ("onset", "apex", "offset"):
@@ -167,6 +177,7 @@ class SMICHS(Adapter):
                 "apex": float("nan"),
                 "offset": float(numbers[-1]) if numbers else float("nan"),
                 "action_units": "",
+                "problem": "",
                 "_dir": clip_dir,
             })
         if not rows:

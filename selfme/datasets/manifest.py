@@ -57,6 +57,28 @@ class ManifestResult:
         }
 
 
+def sheet_problems(rows: pd.DataFrame) -> pd.Series:
+    """Each row's reason to be excluded before anything else ('' for none): the adapter's ``problem``
+    (e.g. a subject id that is not one), or a (subject, clip) the sheet lists more than once. An exact
+    repeat of an earlier row is excluded and the first kept; copies that disagree are all excluded, as
+    nothing tells which annotation is right. Reasons name the sheet rows."""
+    problems = rows["problem"].astype(str).copy()
+    usable = rows[problems == ""]
+    columns = [c for c in rows.columns if c != "problem"]
+    for (subject, clip), group in usable.groupby(["subject", "clip"], sort=False):
+        if len(group) < 2:
+            continue
+        numbers = ", ".join(str(n) for n in group.index)
+        if len(group[columns].astype(str).drop_duplicates()) == 1:
+            for n in group.index[1:]:
+                problems[n] = f"duplicate of sheet row {group.index[0]} (same subject, clip and annotation)"
+        else:
+            for n in group.index:
+                problems[n] = (f"{subject} {clip} is listed {len(group)} times with different annotations "
+                               f"(sheet rows {numbers}): none is used")
+    return problems
+
+
 def _resolve_frames(adapter, root: Path, row: pd.Series) -> tuple[Path | None, dict[int, Path]]:
     for candidate in adapter.clip_dir_candidates(root, row["subject"], row["clip"], row):
         if candidate.is_dir():
@@ -91,10 +113,7 @@ def build_manifest(dataset: str, root: str | Path, *, annotations: str | Path | 
     if not allow_missing_frames and not root.is_dir():
         raise FileNotFoundError(f"{dataset} root folder not found: {root}")
     rows = adapter.read_annotations(root, annotations)
-    duplicated = rows[rows.duplicated(["subject", "clip"], keep=False)]
-    if len(duplicated):
-        twice = sorted(set(zip(duplicated["subject"], duplicated["clip"])))
-        raise ValueError(f"{dataset}: the sheet lists some clips twice: {twice[:5]}")
+    rows["problem"] = sheet_problems(rows)
 
     kept, excluded, repairs, folders_found = [], [], [], 0
 
@@ -103,6 +122,10 @@ def build_manifest(dataset: str, root: str | Path, *, annotations: str | Path | 
                          "source_label": row["source_label"], "reason": reason})
 
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"manifest {dataset}", leave=False):
+        if row["problem"]:
+            log.warning("%s %s %s: %s", dataset, row["subject"], row["clip"], row["problem"])
+            exclude(row, row["problem"])
+            continue
         src = row["source_label"]
         if src not in VOCABULARY[dataset]:
             log.warning("%s %s %s: unknown emotion %r", dataset, row["subject"], row["clip"], src)

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: The columns every adapter's ``read_annotations`` returns.
-ANNOTATION_COLUMNS = ["subject", "clip", "source_label", "onset", "apex", "offset", "action_units"]
+#: The columns every adapter's ``read_annotations`` returns; ``problem`` says why a row cannot be used
+#: as read (a subject id that is not one), '' when it can.
+ANNOTATION_COLUMNS = ["subject", "clip", "source_label", "onset", "apex", "offset", "action_units", "problem"]
 
 
 def normalise_name(name: object) -> str:
@@ -29,7 +30,8 @@ def read_sheet(path: str | Path, aliases: dict[str, tuple[str, ...]], *, scan_ro
     The header row is found by content (the first of the first ``scan_rows`` rows that holds every
     required column), so SAMM's header on row 13 and CASME II's on row 1 read the same way.
     ``aliases`` maps canonical name -> accepted normalised header names; a canonical name ending in
-    '?' is optional (filled with '' when absent). A header without sample rows is an error.
+    '?' is optional (filled with '' when absent). A header without sample rows is an error. The index
+    (``sheet_row``) is each row's number as a spreadsheet shows it, so a message can name the row.
     """
     path = Path(path)
     if not path.is_file():
@@ -46,16 +48,17 @@ def read_sheet(path: str | Path, aliases: dict[str, tuple[str, ...]], *, scan_ro
     else:
         wanted = ", ".join(names[0] for names in required.values())
         raise ValueError(f"{path}: no header row with the columns {wanted} in its first {scan_rows} rows")
-    body = raw.iloc[row + 1:].reset_index(drop=True)
+    body = raw.iloc[row + 1:]
+    body = body.set_axis(body.index + 1).rename_axis("sheet_row")  # 0-based raw rows -> spreadsheet rows
     out = {}
     for canonical, names in aliases.items():
         key = canonical.rstrip("?")
         idx = next((header.index(a) for a in names if a in header), None)
-        out[key] = body.iloc[:, idx] if idx is not None else pd.Series([""] * len(body), dtype=object)
+        out[key] = body.iloc[:, idx] if idx is not None else pd.Series("", index=body.index, dtype=object)
     frame = pd.DataFrame(out)
     # Drop blank trailing rows (xlsx sheets often have formatted empty rows).
     first = next(iter(required)).rstrip("?")
-    frame = frame[frame[first].notna() & (frame[first].astype(str).str.strip() != "")].reset_index(drop=True)
+    frame = frame[frame[first].notna() & (frame[first].astype(str).str.strip() != "")]
     if frame.empty:
         raise ValueError(f"{path}: the sheet has a header (row {row + 1}) but no sample rows")
     return frame
