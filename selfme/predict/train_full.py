@@ -70,6 +70,37 @@ def check_provenance(samples: Samples, config: ExtractConfig, model_checksum: st
     return checked
 
 
+def _motion_model(motion_method: str, motion_model: str | os.PathLike | None) -> tuple[Any, str | None]:
+    """The motion learner's state and file checksum for ``selfme`` motion (None, None for classical flow)."""
+    if motion_method != "selfme":
+        return None, None
+    if motion_model is None:
+        raise ValueError("motion.method selfme needs the motion model file (models/motion/finetune.pt)")
+    return motion_model_state(motion_model), file_sha256(motion_model)
+
+
+def _train_all(samples, labels: np.ndarray, *, model_config: SCViTConfig, config: LosoConfig, num_classes: int,
+               seed: int, progress: bool, dataset: str):
+    """SCViT trained on every sample with the LOSO fold schedule (``train_fold``): (model on CPU, history)."""
+    x, channels = build_inputs(samples, model_config.input_config())
+    y = torch.as_tensor(labels, dtype=torch.long)
+    negate = tuple(i for i, c in enumerate(channels) if c in HORIZONTAL)
+    device = resolve_device(config.device)
+    threads = torch.get_num_threads()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    log.info("train_full %s: %d samples from %d subjects, input %s, %s, omega %g, %d epochs on %s", dataset,
+             len(y), samples.frame["subject"].nunique(), tuple(x.shape[1:]), model_config.model_name,
+             model_config.omega, config.epochs, device)
+    try:
+        with deterministic():
+            model, history = train_fold(x, y, model_config=model_config, config=config, num_classes=num_classes,
+                                        seed=seed, device=device, negate=negate, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+    return model.cpu().eval(), history
+
+
 def train_full(*, motions: str | os.PathLike, dataset: str, protocol: str, crop: Mapping[str, Any],
                motion_method: str, extract: Mapping[str, Any], scvit: Mapping[str, Any],
                loso_params: Mapping[str, Any], motion_model: str | os.PathLike | None,
@@ -88,37 +119,17 @@ def train_full(*, motions: str | os.PathLike, dataset: str, protocol: str, crop:
     if samples.kind != "motion":
         raise ValueError("train_full needs displacement fields (the extract stage's index.csv), not motion images")
 
-    state, checksum = None, None
-    if motion_method == "selfme":
-        if motion_model is None:
-            raise ValueError("motion.method selfme needs the motion model file (models/motion/finetune.pt)")
-        state, checksum = motion_model_state(motion_model), file_sha256(motion_model)
+    state, checksum = _motion_model(motion_method, motion_model)
     checked = check_provenance(samples, extract_config, checksum)
-
-    x, channels = build_inputs(samples, model_config.input_config())
-    y = torch.as_tensor(labels, dtype=torch.long)
-    negate = tuple(i for i, c in enumerate(channels) if c in HORIZONTAL)
     seed = fold_seed(config.seeds[0], ALL_SUBJECTS)
-    device = resolve_device(config.device)
-    threads = torch.get_num_threads()
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
     subjects = list(dict.fromkeys(samples.frame["subject"].astype(str)))
-    log.info("train_full %s: %d samples from %d subjects, input %s, %s, omega %g, %d epochs on %s", dataset,
-             len(y), len(subjects), tuple(x.shape[1:]), model_config.model_name, model_config.omega,
-             config.epochs, device)
-    try:
-        with deterministic():
-            model, history = train_fold(x, y, model_config=model_config, config=config, num_classes=len(names),
-                                        seed=seed, device=device, negate=negate, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-    model = model.cpu().eval()
+    model, history = _train_all(samples, labels, model_config=model_config, config=config, num_classes=len(names),
+                                seed=seed, progress=progress, dataset=dataset)
     seconds = time.perf_counter() - start
     counts = Counter(names[i] for i in labels.tolist())
-    training = {"n_samples": len(y), "subjects": subjects, "per_class": {n: counts.get(n, 0) for n in names},
+    training = {"n_samples": len(labels), "subjects": subjects, "per_class": {n: counts.get(n, 0) for n in names},
                 "seed": seed, "loso": config.result_key(), "final": history[-1], "history": history,
-                "seconds": round(seconds, 2), "data_digest": samples.digest(), "motions": Path(motions).as_posix(),
+                "data_digest": samples.digest(), "motions": Path(motions).as_posix(),
                 "motion_model": Path(motion_model).as_posix() if motion_model else None,
                 "motion_model_sha256": checksum, "sidecars_checked": checked}
     extract_values = {f.name: getattr(extract_config, f.name) for f in dataclasses.fields(extract_config)
@@ -129,7 +140,7 @@ def train_full(*, motions: str | os.PathLike, dataset: str, protocol: str, crop:
     save_bundle(out, payload)
     log.info("train_full %s: final loss %.4f, training accuracy %.3f, %.1f s -> %s", dataset,
              history[-1]["loss"], history[-1]["train_acc"], seconds, out)
-    return {"bundle": Path(out).as_posix(), "dataset": dataset, "n_samples": len(y), "n_subjects": len(subjects),
+    return {"bundle": Path(out).as_posix(), "dataset": dataset, "n_samples": len(labels), "n_subjects": len(subjects),
             "per_class": training["per_class"], "epochs": config.epochs, "omega": model_config.omega,
             "final_loss": round(history[-1]["loss"], 6), "train_acc": round(history[-1]["train_acc"], 4),
             "seconds": round(seconds, 2)}
