@@ -107,3 +107,42 @@ def test_sheet_rows_are_numbered_as_a_spreadsheet_shows_them(tmp_path):
     result = build_manifest("samm", tmp_path, allow_missing_frames=True)
     assert result.excluded["reason"].tolist() == ["duplicate of sheet row 15 (same subject, clip and annotation)"]
     assert result.manifest["subject"].tolist() == ["006", "x7"]  # SAMM keeps non-numeric ids as written
+
+
+def test_an_apex_on_the_onset_is_repaired_like_an_impossible_one_and_one_frame_clips_are_excluded(tmp_path):
+    rows = [(1, "EP01_01", 20, 20, 27, "surprise"),   # apex = onset: spotted (8 frames of motion below)
+            (1, "EP01_02", 30, 30, 31, "happiness"),  # apex = onset, two frames: spotted on the offset
+            (1, "EP01_03", 40, 40, 40, "happiness"),  # onset = apex = offset: one frame, no motion
+            (1, "EP01_04", 50, 52, 56, "disgust")]    # a usable apex, kept as annotated
+    _casme2_tree(tmp_path, rows)
+    import cv2
+    import numpy as np
+    from skimage.data import astronaut
+
+    image = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)[100:300, 150:350]
+    for n, s in zip(range(20, 28), [0, 0.3, 1.0, 2.0, 1.2, 0.6, 0.3, 0.1]):  # peak motion at frame 23
+        moved = cv2.warpAffine(image, np.float32([[1, 0, 0], [0, 1, -s]]), (200, 200), borderMode=cv2.BORDER_REFLECT)
+        cv2.imwrite(str(tmp_path / "sub01" / "EP01_01" / f"img{n}.jpg"), moved)
+
+    result = build_manifest("casme2", tmp_path)
+    m = result.manifest.set_index("clip")
+    assert m.loc["EP01_01", ["apex", "apex_source"]].tolist() == [23, "spotted"]
+    assert m.loc["EP01_02", ["apex", "apex_source"]].tolist() == [31, "spotted"]
+    assert m.loc["EP01_04", ["apex", "apex_source"]].tolist() == [52, "annotated"]
+    assert (m["apex"] > m["onset"]).all()
+    assert result.excluded[["clip", "reason"]].values.tolist() == [
+        ["EP01_03", "onset = offset = 40: a one-frame clip has no motion"]]
+    assert [(r["clip"], r["problem"]) for r in result.repairs] == [
+        ("EP01_01", "apex 20 is the onset frame (no onset -> apex motion)"),
+        ("EP01_02", "apex 30 is the onset frame (no onset -> apex motion)")]
+
+    mid = build_manifest("casme2", tmp_path, apex_missing="midpoint")
+    assert mid.manifest.set_index("clip").loc["EP01_01", ["apex", "apex_source"]].tolist() == [23, "midpoint"]
+    assert dict(zip(mid.excluded["clip"], mid.excluded["reason"]))["EP01_02"] == (
+        "apex 30 is the onset frame (no onset -> apex motion); the midpoint apex is the onset too")
+    dropped = build_manifest("casme2", tmp_path, apex_missing="drop")
+    assert dropped.manifest["clip"].tolist() == ["EP01_04"]
+    assert dict(zip(dropped.excluded["clip"], dropped.excluded["reason"]))["EP01_01"] == (
+        "apex 20 is the onset frame (no onset -> apex motion)")
+    sheet_only = build_manifest("casme2", tmp_path, allow_missing_frames=True)  # no frames: midpoint
+    assert sheet_only.manifest.set_index("clip").loc["EP01_01", "apex"] == 23

@@ -66,7 +66,9 @@ def test_casme2_five_class_protocol_keeps_all_26_subjects(annotations):
     # sub04 EP12_01f has apex '/': without frames the midpoint is used and the repair listed.
     row = result.manifest.set_index(["subject", "clip"]).loc[("sub04", "EP12_01f")]
     assert row["apex_source"] == "midpoint" and row["onset"] <= row["apex"] <= row["offset"]
-    assert [r["clip"] for r in result.repairs] == ["EP12_01f"]
+    # sub05 EP09_05f's apex is its onset (69): no onset -> apex motion, repaired like an impossible apex.
+    assert [(r["clip"], r["problem"]) for r in result.repairs] == [
+        ("EP12_01f", "apex not annotated"), ("EP09_05f", "apex 69 is the onset frame (no onset -> apex motion)")]
 
 
 def test_casme2_2014_style_sheet_reads_the_same(annotations, tmp_path):
@@ -88,6 +90,10 @@ def test_casme3a_sheet(annotations):
                             allow_missing_frames=True)
     assert len(result.manifest) + len(result.excluded) == 860
     assert result.report()["per_class"] == {"negative": 457, "positive": 55, "surprise": 187}
+    # 28 of the kept samples have apex = onset in the sheet: repaired (midpoint without frames), never kept
+    # with zero onset -> apex motion.
+    assert sum("is the onset frame" in r["problem"] for r in result.repairs) == 28
+    assert (result.manifest["apex"] > result.manifest["onset"]).all()
     assert result.manifest["clip"].is_unique or not result.manifest.duplicated(["subject", "clip"]).any()
     assert result.manifest["fps"].eq(30.0).all()
 

@@ -1,9 +1,10 @@
 """The manifest: one row per ME clip, the contract every later stage reads (see DESIGN.md).
 
-``build_manifest`` applies a protocol to an adapter's rows: label mapping, protocol exclusions, frame
-folders, apex checks (spotting or midpoint where the sheet has none or an impossible one). Nothing is
-dropped silently: every sample the sheet has but the manifest lacks is an exclusion with a reason,
-and every apex that was not taken from the sheet is a listed repair.
+``build_manifest`` applies a protocol to an adapter's rows: sheet checks (subject ids, repeated rows),
+label mapping, protocol exclusions, frame folders, apex checks (spotting or midpoint where the sheet has
+none or an impossible one, see ``RowBuilder``). Nothing is dropped silently: every sample the sheet has
+but the manifest lacks is an exclusion with a reason, and every apex that was not taken from the sheet
+is a listed repair.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from selfme.datasets.adapters import get_adapter
+from selfme.datasets.adapters import Adapter, get_adapter
 from selfme.datasets.frames import detect_color, index_frames
 from selfme.datasets.protocol import VOCABULARY, class_names, label_mapping, protocol_exclusion
 from selfme.datasets.spotting import midpoint, spot_apex
@@ -79,25 +80,112 @@ def sheet_problems(rows: pd.DataFrame) -> pd.Series:
     return problems
 
 
-def _resolve_frames(adapter, root: Path, row: pd.Series) -> tuple[Path | None, dict[int, Path]]:
-    for candidate in adapter.clip_dir_candidates(root, row["subject"], row["clip"], row):
-        if candidate.is_dir():
-            return candidate, index_frames(candidate)
-    return None, {}
+class Excluded(Exception):
+    """A sheet row that makes no manifest row; the message is the reason listed in *_excluded.csv."""
 
 
-def _fix_apex(row: pd.Series, frames: dict[int, Path], policy: str) -> tuple[int | None, str, str]:
-    """Return (apex, apex_source, why) for a row whose sheet apex is missing or outside the clip."""
-    onset, offset = int(row["onset"]), int(row["offset"])
-    apex = row["apex"]
-    why = "apex not annotated" if math.isnan(apex) else f"apex {int(apex)} outside [{onset}, {offset}]"
-    if policy == "drop":
-        return None, "", why
-    in_clip = [frames[n] for n in frames if onset <= n <= offset]
-    if policy == "spot" and len(in_clip) >= 2:
+@dataclass(kw_only=True)
+class RowBuilder:
+    """Turns one sheet row into a manifest row, or raises Excluded with the reason (module docstring).
+
+    An apex is usable when onset < apex <= offset: a missing one, one outside the clip, or one equal to
+    the onset (no onset -> apex motion, which ``selfme predict`` refuses too) is repaired by
+    ``apex_missing`` (spot, midpoint) and listed in ``repairs``, or excluded (drop, or when the repair
+    lands on the onset again: a two-frame clip's midpoint). A one-frame clip (onset = offset) is
+    excluded: it has no motion.
+    """
+
+    dataset: str
+    adapter: Adapter
+    root: Path
+    protocol: str
+    allow_missing_frames: bool
+    apex_missing: str
+    folders_found: int = 0
+    repairs: list[dict] = field(default_factory=list)
+    classes: tuple[str, ...] = field(init=False)
+    mapping: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.classes = class_names(self.protocol)
+        self.mapping = label_mapping(self.protocol, self.dataset)  # an unknown protocol fails here
+
+    def build(self, row: pd.Series) -> dict:
+        label = self._label(row)
+        onset, offset = self._span(row)
+        frames_dir, frames, color = None, {}, self.adapter.default_color
+        if not self.allow_missing_frames:
+            frames_dir, frames = self._frames(row, onset, offset)
+            color = detect_color(frames[onset])
+        apex, apex_source = self._apex(row, frames, onset, offset)
+        return {
+            "dataset": self.dataset, "subject": row["subject"], "clip": row["clip"], "label": label,
+            "label_id": self.classes.index(label), "source_label": row["source_label"], "onset": onset,
+            "apex": apex, "offset": offset, "apex_source": apex_source,
+            "frames_dir": frames_dir.as_posix() if frames_dir else "",
+            "n_frames": sum(1 for n in frames if onset <= n <= offset), "fps": self.adapter.fps, "color": color,
+        }
+
+    def _label(self, row: pd.Series) -> str:
+        if row["problem"]:
+            raise Excluded(row["problem"])
+        src = row["source_label"]
+        if src not in VOCABULARY[self.dataset]:
+            log.warning("%s %s %s: unknown emotion %r", self.dataset, row["subject"], row["clip"], src)
+            raise Excluded(f"unknown emotion '{src}'")
+        if src not in self.mapping:
+            raise Excluded(f"label '{src}' not in protocol {self.protocol}")
+        if reason := protocol_exclusion(self.protocol, self.dataset, row["subject"], row["clip"]):
+            raise Excluded(reason)
+        return self.mapping[src]
+
+    @staticmethod
+    def _span(row: pd.Series) -> tuple[int, int]:
+        if math.isnan(row["onset"]) or math.isnan(row["offset"]) or row["onset"] > row["offset"]:
+            raise Excluded(f"onset/offset not usable frame numbers ({row['onset']}, {row['offset']})")
+        if row["onset"] == row["offset"]:
+            raise Excluded(f"onset = offset = {int(row['onset'])}: a one-frame clip has no motion")
+        return int(row["onset"]), int(row["offset"])
+
+    def _frames(self, row: pd.Series, onset: int, offset: int) -> tuple[Path, dict[int, Path]]:
+        for candidate in self.adapter.clip_dir_candidates(self.root, row["subject"], row["clip"], row):
+            if candidate.is_dir():
+                frames = index_frames(candidate)
+                break
+        else:
+            raise Excluded("clip folder absent")
+        self.folders_found += 1
+        needed = [onset, offset]
+        if not math.isnan(row["apex"]) and onset <= row["apex"] <= offset:
+            needed.append(int(row["apex"]))
+        missing = [n for n in needed if n not in frames]
+        if missing:
+            raise Excluded(f"missing frame files {missing} in {candidate}")
+        return candidate, frames
+
+    def _apex(self, row: pd.Series, frames: dict[int, Path], onset: int, offset: int) -> tuple[int, str]:
+        """The sheet's apex when usable, else the repaired one (listed in ``repairs``)."""
+        apex = row["apex"]
+        if not math.isnan(apex) and onset < apex <= offset:
+            return int(apex), "annotated"
+        if math.isnan(apex):
+            why = "apex not annotated"
+        elif apex == onset:
+            why = f"apex {int(apex)} is the onset frame (no onset -> apex motion)"
+        else:
+            why = f"apex {int(apex)} outside [{onset}, {offset}]"
+        if self.apex_missing == "drop":
+            raise Excluded(why)
         numbers = [n for n in frames if onset <= n <= offset]
-        return numbers[spot_apex(in_clip)], "spotted", why
-    return midpoint(onset, offset), "midpoint", why
+        if self.apex_missing == "spot" and len(numbers) >= 2:
+            apex, source = numbers[spot_apex([frames[n] for n in numbers])], "spotted"
+        else:
+            apex, source = midpoint(onset, offset), "midpoint"
+        if apex == onset:
+            raise Excluded(f"{why}; the {source} apex is the onset too")
+        self.repairs.append({"subject": row["subject"], "clip": row["clip"], "problem": why,
+                             "apex": int(apex), "apex_source": source})
+        return int(apex), source
 
 
 def build_manifest(dataset: str, root: str | Path, *, annotations: str | Path | None = None,
@@ -107,80 +195,31 @@ def build_manifest(dataset: str, root: str | Path, *, annotations: str | Path | 
     if apex_missing not in APEX_POLICIES:
         raise ValueError(f"apex_missing must be one of {APEX_POLICIES}, not {apex_missing!r}")
     adapter = get_adapter(dataset)
-    classes = class_names(protocol)
-    mapping = label_mapping(protocol, dataset)
     root = Path(root)
+    builder = RowBuilder(dataset=dataset, adapter=adapter, root=root, protocol=protocol,
+                         allow_missing_frames=allow_missing_frames, apex_missing=apex_missing)
     if not allow_missing_frames and not root.is_dir():
         raise FileNotFoundError(f"{dataset} root folder not found: {root}")
     rows = adapter.read_annotations(root, annotations)
     rows["problem"] = sheet_problems(rows)
-
-    kept, excluded, repairs, folders_found = [], [], [], 0
-
-    def exclude(row: pd.Series, reason: str) -> None:
-        excluded.append({"subject": row["subject"], "clip": row["clip"],
-                         "source_label": row["source_label"], "reason": reason})
-
+    kept, excluded = [], []
     for _, row in tqdm(rows.iterrows(), total=len(rows), desc=f"manifest {dataset}", leave=False):
-        if row["problem"]:
-            log.warning("%s %s %s: %s", dataset, row["subject"], row["clip"], row["problem"])
-            exclude(row, row["problem"])
-            continue
-        src = row["source_label"]
-        if src not in VOCABULARY[dataset]:
-            log.warning("%s %s %s: unknown emotion %r", dataset, row["subject"], row["clip"], src)
-            exclude(row, f"unknown emotion '{src}'")
-            continue
-        if src not in mapping:
-            exclude(row, f"label '{src}' not in protocol {protocol}")
-            continue
-        if reason := protocol_exclusion(protocol, dataset, row["subject"], row["clip"]):
-            exclude(row, reason)
-            continue
-        if math.isnan(row["onset"]) or math.isnan(row["offset"]) or row["onset"] > row["offset"]:
-            exclude(row, f"onset/offset not usable frame numbers ({row['onset']}, {row['offset']})")
-            continue
-        frames_dir, frames, color = None, {}, adapter.default_color
-        if not allow_missing_frames:
-            frames_dir, frames = _resolve_frames(adapter, root, row)
-            if frames_dir is None:
-                exclude(row, "clip folder absent")
-                continue
-            folders_found += 1
-            needed = [int(row["onset"]), int(row["offset"])]
-            if not math.isnan(row["apex"]) and row["onset"] <= row["apex"] <= row["offset"]:
-                needed.append(int(row["apex"]))
-            missing = [n for n in needed if n not in frames]
-            if missing:
-                exclude(row, f"missing frame files {missing} in {frames_dir}")
-                continue
-            color = detect_color(frames[int(row["onset"])])
-        apex, apex_source = row["apex"], "annotated"
-        if math.isnan(apex) or not row["onset"] <= apex <= row["offset"]:
-            apex, apex_source, why = _fix_apex(row, frames, apex_missing)
-            if apex is None:
-                exclude(row, why)
-                continue
-            repairs.append({"subject": row["subject"], "clip": row["clip"], "problem": why,
-                            "apex": int(apex), "apex_source": apex_source})
-        label = mapping[src]
-        in_clip = sum(1 for n in frames if row["onset"] <= n <= row["offset"])
-        kept.append({
-            "dataset": dataset, "subject": row["subject"], "clip": row["clip"], "label": label,
-            "label_id": classes.index(label), "source_label": src, "onset": int(row["onset"]),
-            "apex": int(apex), "offset": int(row["offset"]), "apex_source": apex_source,
-            "frames_dir": frames_dir.as_posix() if frames_dir else "", "n_frames": in_clip,
-            "fps": adapter.fps, "color": color,
-        })
+        try:
+            kept.append(builder.build(row))
+        except Excluded as exc:
+            if row["problem"]:
+                log.warning("%s %s %s: %s", dataset, row["subject"], row["clip"], exc)
+            excluded.append({"subject": row["subject"], "clip": row["clip"],
+                             "source_label": row["source_label"], "reason": str(exc)})
     candidates = len(rows) - sum(1 for e in excluded if not e["reason"].startswith(("clip folder", "missing")))
-    if not allow_missing_frames and folders_found == 0 and candidates > 0:
+    if not allow_missing_frames and builder.folders_found == 0 and candidates > 0:
         raise FileNotFoundError(
             f"no {dataset} clip folders found under {root} (looked in "
             f"{[str(Path(root, b)) for b in adapter.frame_roots]}); check --root, or pass "
             f"--allow-missing-frames to build a manifest from the sheet alone")
     manifest = pd.DataFrame(kept, columns=MANIFEST_COLUMNS).sort_values(["subject", "clip"], kind="stable")
     result = ManifestResult(dataset, protocol, manifest.reset_index(drop=True),
-                            pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS), repairs)
+                            pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS), builder.repairs)
     log.info("%s/%s: %d samples from %d subjects %s; %d excluded %s", dataset, protocol,
              len(result.manifest), result.manifest["subject"].nunique(), result.report()["per_class"],
              len(result.excluded), result.report()["excluded_by_reason"])
