@@ -146,3 +146,21 @@ def test_an_apex_on_the_onset_is_repaired_like_an_impossible_one_and_one_frame_c
         "apex 20 is the onset frame (no onset -> apex motion)")
     sheet_only = build_manifest("casme2", tmp_path, allow_missing_frames=True)  # no frames: midpoint
     assert sheet_only.manifest.set_index("clip").loc["EP01_01", "apex"] == 23
+
+
+def test_key_frames_of_another_colour_mode_exclude_the_clip(tmp_path):
+    import cv2
+
+    _casme2_tree(tmp_path, ROWS[:3])
+    apex = tmp_path / "sub01" / "EP02_01f" / "img50.jpg"  # the apex of a colour clip, saved grey
+    cv2.imwrite(str(apex), cv2.cvtColor(cv2.imread(str(apex)), cv2.COLOR_BGR2GRAY))
+    mid = tmp_path / "sub01" / "EP19_05f" / "img11.jpg"  # not a key frame: left to the crop stage
+    cv2.imwrite(str(mid), cv2.cvtColor(cv2.imread(str(mid)), cv2.COLOR_BGR2GRAY))
+    onset = tmp_path / "sub02" / "EP01_11f" / "img90.jpg"
+    onset.write_bytes(b"not an image")
+    result = build_manifest("casme2", tmp_path)
+    assert result.manifest["clip"].tolist() == ["EP19_05f"] and result.manifest["color"].tolist() == ["rgb"]
+    reasons = dict(zip(result.excluded["clip"], result.excluded["reason"]))
+    assert reasons["EP02_01f"] == (f"key frames differ in colour (onset img46.jpg rgb, apex img50.jpg gray, "
+                                   f"offset img55.jpg rgb) in {apex.parent}")
+    assert reasons["EP01_11f"] == f"unreadable or corrupt image: {onset}"  # one bad file, not the dataset

@@ -92,7 +92,8 @@ class RowBuilder:
     the onset (no onset -> apex motion, which ``selfme predict`` refuses too) is repaired by
     ``apex_missing`` (spot, midpoint) and listed in ``repairs``, or excluded (drop, or when the repair
     lands on the onset again: a two-frame clip's midpoint). A one-frame clip (onset = offset) is
-    excluded: it has no motion.
+    excluded: it has no motion. So are clips whose onset, apex and offset frames differ in colour mode
+    (``_color``): converting them to one mode would hide a frame that is not like the others.
     """
 
     dataset: str
@@ -116,8 +117,9 @@ class RowBuilder:
         frames_dir, frames, color = None, {}, self.adapter.default_color
         if not self.allow_missing_frames:
             frames_dir, frames = self._frames(row, onset, offset)
-            color = detect_color(frames[onset])
         apex, apex_source = self._apex(row, frames, onset, offset)
+        if frames:
+            color = self._color(frames, {"onset": onset, "apex": apex, "offset": offset})
         return {
             "dataset": self.dataset, "subject": row["subject"], "clip": row["clip"], "label": label,
             "label_id": self.classes.index(label), "source_label": row["source_label"], "onset": onset,
@@ -163,6 +165,21 @@ class RowBuilder:
             raise Excluded(f"missing frame files {missing} in {candidate}")
         return candidate, frames
 
+    @staticmethod
+    def _color(frames: dict[int, Path], keys: dict[str, int]) -> str:
+        """The clip's colour (``rgb`` | ``gray``) from its key frames. Key frames whose colour modes differ
+        (one grey apex in a colour clip makes a spurious onset -> apex motion) or an unreadable one
+        exclude the row; a key frame without a file (a midpoint apex) is left to the crop stage."""
+        present = {name: n for name, n in keys.items() if n in frames}
+        try:
+            colors = {name: detect_color(frames[n]) for name, n in present.items()}
+        except ValueError as exc:
+            raise Excluded(str(exc)) from exc
+        if len(set(colors.values())) > 1:
+            listed = ", ".join(f"{name} {frames[present[name]].name} {c}" for name, c in colors.items())
+            raise Excluded(f"key frames differ in colour ({listed}) in {frames[keys['onset']].parent}")
+        return colors["onset"]
+
     def _apex(self, row: pd.Series, frames: dict[int, Path], onset: int, offset: int) -> tuple[int, str]:
         """The sheet's apex when usable, else the repaired one (listed in ``repairs``)."""
         apex = row["apex"]
@@ -178,7 +195,10 @@ class RowBuilder:
             raise Excluded(why)
         numbers = [n for n in frames if onset <= n <= offset]
         if self.apex_missing == "spot" and len(numbers) >= 2:
-            apex, source = numbers[spot_apex([frames[n] for n in numbers])], "spotted"
+            try:
+                apex, source = numbers[spot_apex([frames[n] for n in numbers])], "spotted"
+            except ValueError as exc:  # an unreadable frame, or one of another size
+                raise Excluded(f"{why}; spotting failed: {exc}") from exc
         else:
             apex, source = midpoint(onset, offset), "midpoint"
         if apex == onset:
