@@ -10,9 +10,10 @@ from selfme.scvit.model import SCViT
 from selfme.scvit.regions import QUADRANTS, quadrant_masks, region_embeddings
 from selfme.scvit.sources import Samples, build_inputs, combine_samples, load_samples
 from selfme.scvit.train import LosoConfig
-from selfme.scvit.weights import WeightsNotFound
+from selfme.scvit.weights import WeightsMismatch, WeightsNotFound
 
 __all__ = ["Fold", "FoldRun", "InputConfig", "LosoConfig", "LosoResult", "QUADRANTS", "SCViT", "SCViTConfig",
-           "SCViTLoss", "Samples", "WeightsNotFound", "build_inputs", "collect_predictions", "combine_samples",
-           "create_scvit", "image_to_input", "load_samples", "loso_folds", "motion_to_input", "quadrant_masks",
-           "read_fold_csv", "region_embeddings", "run_loso", "seed_dir", "symmetric_contrastive_loss"]
+           "SCViTLoss", "Samples", "WeightsMismatch", "WeightsNotFound", "build_inputs", "collect_predictions",
+           "combine_samples", "create_scvit", "image_to_input", "load_samples", "loso_folds", "motion_to_input",
+           "quadrant_masks", "read_fold_csv", "region_embeddings", "run_loso", "seed_dir",
+           "symmetric_contrastive_loss"]

@@ -17,7 +17,7 @@ from selfme.scvit.losses import SC_FORMS
 from selfme.scvit.model import SC_FEATURES, SCViT
 from selfme.scvit.peers import PEERS, create_peer
 from selfme.scvit.stem import STEMS, conv_stem_layer
-from selfme.scvit.weights import WeightsNotFound, missing_weights_message, resolve_weights
+from selfme.scvit.weights import create_backbone, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,8 @@ def timm_kwargs(config: SCViTConfig, *, num_classes: int, in_chans: int) -> dict
 
 def create_scvit(config: SCViTConfig, *, num_classes: int, in_chans: int) -> tuple[SCViT, str]:
     """Build SCViT (random or ImageNet initialisation, as configured); returns it and where its weights
-    came from. Missing weights with ``pretrained: true`` raise WeightsNotFound naming the file."""
-    import timm
-
+    came from. Missing weights with ``pretrained: true`` raise WeightsNotFound naming the file, a file
+    that does not hold the model's weights WeightsMismatch (``selfme.scvit.weights``)."""
     if config.model_name in PEERS:
         peer = create_peer(config.model_name, num_classes=num_classes, in_chans=in_chans, img_size=config.img_size,
                            drop_rate=config.drop_rate)
@@ -151,12 +150,7 @@ def create_scvit(config: SCViTConfig, *, num_classes: int, in_chans: int) -> tup
         log.info("scvit: keeping the first %d pretrained blocks", config.depth)
     if config.stem == "conv":
         kwargs["embed_layer"] = conv_stem_layer(config.stem_channels)
-    try:
-        backbone = timm.create_model(config.model_name, **source.kwargs, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:
-        if source.download:
-            raise WeightsNotFound(missing_weights_message(source, config.model_name, exc)) from exc
-        raise
+    backbone = create_backbone(config.model_name, source, **kwargs)
     log.info("scvit: %s, %s", config.model_name, source.description)
     model = SCViT(backbone=backbone, sc_features=config.sc_features, head_hidden=config.head_hidden)
     return model, source.description

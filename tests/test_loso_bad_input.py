@@ -1,0 +1,75 @@
+"""Bad input to LOSO, as a new user would give it: each a one-line error naming the file, or a counted,
+listed exclusion (issue: bad-input table)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from loso_testing import SCVIT, motion_index, one_torch_thread, run  # noqa: F401
+from selfme.scvit import SCViTConfig, WeightsMismatch, WeightsNotFound, create_scvit, load_samples
+
+PRETRAINED = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, pretrained=True)
+
+
+def _pretrained(path) -> SCViTConfig:
+    return SCViTConfig(**PRETRAINED, weights_file=str(path))
+
+
+def _vit_tiny_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict()
+
+
+def test_foreign_state_dict_is_refused_naming_the_file_and_the_missing_tensors(tmp_path):
+    foreign = tmp_path / "resnet_head.pt"
+    torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), foreign)  # another network: keys weight, bias
+    with pytest.raises(WeightsMismatch) as err:
+        create_scvit(_pretrained(foreign), num_classes=3, in_chans=3)
+    message = str(err.value)
+    # vit_tiny at depth 1: cls_token, pos_embed, patch_embed (2), one block (12), norm (2), head (2) = 20
+    # tensors; all but the 2 of the classifier (which timm drops for 3 classes) must come from the file.
+    assert str(foreign) in message and "18 of its 20 tensors" in message and "cls_token" in message
+    assert "\n" not in message and isinstance(err.value, WeightsNotFound)  # the stages' handler catches it
+    partial = _vit_tiny_state()
+    del partial["blocks.0.attn.qkv.weight"]
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(WeightsMismatch, match=r"1 of its 20 tensors .*\(blocks\.0\.attn\.qkv\.weight\)"):
+        create_scvit(_pretrained(tmp_path / "partial.pth"), num_classes=3, in_chans=3)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("pickled list", "not a readable weights file"),
+    ("not tensors", "holds no state dict of tensors"),
+    ("truncated", "not a readable weights file"),
+    ("other shapes", "not the weights of vit_tiny_patch16_224"),
+    ("foreign npz", "not the weights of vit_tiny_patch16_224"),
+])
+def test_unloadable_weights_files_are_one_line_naming_the_file(kind, expected, tmp_path):
+    path = tmp_path / ("weights.npz" if kind == "foreign npz" else "weights.pth")
+    if kind == "pickled list":
+        torch.save([torch.zeros(2)], path)
+    elif kind == "not tensors":
+        torch.save({"epoch": 3, "note": "a training log"}, path)
+    elif kind == "truncated":
+        torch.save(_vit_tiny_state(), path)
+        path.write_bytes(path.read_bytes()[:5000])
+    elif kind == "other shapes":  # a ViT of another width: the same keys, other shapes
+        torch.save(timm.create_model("vit_tiny_patch16_224", embed_dim=64, num_heads=2).state_dict(), path)
+    else:
+        np.savez(path, kernel=np.zeros((3, 3), np.float32))
+    with pytest.raises(WeightsMismatch) as err:
+        create_scvit(_pretrained(path), num_classes=3, in_chans=3)
+    assert str(path) in str(err.value) and expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_loso_with_a_foreign_weights_file_trains_nothing(tmp_path):
+    samples = load_samples(motion_index(tmp_path, subjects=("s1", "s2"), clips=3))
+    foreign = tmp_path / "foreign.pt"
+    torch.save(torch.nn.Linear(4, 2).state_dict(), foreign)
+    scvit = {"pretrained": True, "weights_file": str(foreign), "embed_dim": None, "num_heads": None}
+    with pytest.raises(WeightsMismatch, match="foreign.pt"):
+        run(samples, tmp_path / "out", scvit=scvit)
+    assert not list((tmp_path / "out").rglob("*.csv"))
