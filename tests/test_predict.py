@@ -199,6 +199,14 @@ def _blank_clip(folder: Path, n: int) -> Path:
     return folder
 
 
+def _nan_classifier(bundle: Path, tmp_path: Path) -> Path:
+    payload = torch.load(bundle, weights_only=True)
+    name = next(k for k in payload["classifier"] if k.endswith("head.2.bias") or k.endswith("head.bias"))
+    payload["classifier"][name][0] = float("nan")
+    torch.save(payload, tmp_path / "nan.pt")
+    return tmp_path / "nan.pt"
+
+
 def _wrong_version(bundle: Path, tmp_path: Path) -> Path:
     payload = torch.load(bundle, weights_only=True)
     payload["format_version"] = BUNDLE_VERSION + 98
@@ -212,6 +220,7 @@ def _wrong_version(bundle: Path, tmp_path: Path) -> Path:
     ("onset after apex", "must come before the apex"),
     ("one frame", "a clip needs at least two"),
     ("bundle version", f"format version {BUNDLE_VERSION + 98}"),
+    ("nan classifier", "nan.pt: model bundle has NaN or infinite weights in 1 tensor(s)"),
     ("missing bundle", "model bundle not found"),
 ])
 def test_bad_input_is_one_clear_line(case, expected, built, monkeypatch, capsys, tmp_path):
@@ -228,6 +237,8 @@ def test_bad_input_is_one_clear_line(case, expected, built, monkeypatch, capsys,
         clip = _blank_clip(tmp_path / "single", 1)
     elif case == "bundle version":
         model = _wrong_version(built["bundle"], tmp_path)
+    elif case == "nan classifier":
+        model = _nan_classifier(built["bundle"], tmp_path)
     else:
         model = tmp_path / "nowhere.pt"
     capsys.readouterr()

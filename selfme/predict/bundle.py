@@ -5,7 +5,8 @@ architecture, the classifier's weights and ``scvit`` settings, the ``crop`` and 
 ``motion.method``, the class names, the selfme version that wrote it and the bundle format version.
 Only tensors, dicts, lists, strings, numbers, booleans and None are stored, so it loads with
 ``torch.load(..., weights_only=True)`` (no pickled code runs). A bundle of another format version is
-refused with an error naming both versions.
+refused with an error naming both versions, and one with a NaN or infinite weight (a corrupted file, or
+a training run that diverged) with an error naming the file and the tensor: it would predict NaN.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ def plain_tree(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"cannot store a {type(value).__name__} in a model bundle")
+
+
+def non_finite_tensors(tree: Any, prefix: str = "") -> list[str]:
+    """Names (``a.b.c``) of the floating-point tensors in ``tree`` that hold a NaN or an infinity."""
+    if isinstance(tree, Mapping):
+        return [n for k, v in tree.items() for n in non_finite_tensors(v, f"{prefix}{k}.")]
+    if isinstance(tree, (list, tuple)):
+        return [n for i, v in enumerate(tree) for n in non_finite_tensors(v, f"{prefix}{i}.")]
+    if isinstance(tree, torch.Tensor) and tree.is_floating_point() and not bool(torch.isfinite(tree).all()):
+        return [prefix.rstrip(".")]
+    return []
 
 
 def make_bundle(*, dataset: str, protocol: str, class_names: list[str] | tuple[str, ...], crop: Mapping[str, Any],
@@ -141,7 +153,7 @@ class Bundle:
 
 def load_bundle(path: str | os.PathLike = DEFAULT_BUNDLE) -> Bundle:
     """Read and check a bundle: FileNotFoundError when absent, ValueError (one line) when it is not a
-    SelfME bundle or has another format version."""
+    SelfME bundle, has another format version or non-finite weights."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model bundle not found: {path} (build it with `python -m stages.train_full "
@@ -162,6 +174,11 @@ def load_bundle(path: str | os.PathLike = DEFAULT_BUNDLE) -> Bundle:
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"{path}: model bundle lacks {missing}")
+    broken = non_finite_tensors({"classifier": payload["classifier"], "motion_model": payload["motion_model"]})
+    if broken:
+        raise ValueError(f"{path}: model bundle has NaN or infinite weights in {len(broken)} tensor(s) "
+                         f"({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}): rebuild it with "
+                         f"`python -m stages.train_full`")
     log.info("model bundle %s: %s, classes %s, motion %s, written by selfme %s", path, payload["dataset"],
              payload["class_names"], payload["motion_method"], payload["selfme_version"])
     return Bundle(path=path, payload=payload)
