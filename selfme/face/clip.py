@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import Executor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +21,8 @@ from selfme.datasets.frames import index_frames
 from selfme.face import records as R
 from selfme.face.align import align_eyes, warp, warp_displacement
 from selfme.face.config import CropConfig
+from selfme.face.consistency import describe, outlier_frames, thumbnail
+from selfme.face.job import ClipJob, drift_frame_numbers, output_name, plain, select_frames
 from selfme.face.landmarks import Face, LandmarkBackend, eye_centres, largest_face
 from selfme.face.readers import CorruptFrame, read_frame
 from selfme.face.records import ClipFailed, ClipResult, Problem
@@ -33,59 +34,6 @@ log = logging.getLogger(__name__)
 
 class FrameSizeError(ValueError):
     """A frame whose size differs from the onset frame's."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClipJob:
-    """One manifest row to crop: where its frames are, where the crops (and ground truth) go."""
-
-    row: dict[str, Any]
-    frames_dir: Path
-    out_dir: Path
-    gt_in: Path | None = None
-    gt_out: Path | None = None
-
-    @property
-    def subject(self) -> str:
-        return str(self.row["subject"])
-
-    @property
-    def clip(self) -> str:
-        return str(self.row["clip"])
-
-    def key_frames(self) -> tuple[int, int, int]:
-        return int(self.row["onset"]), int(self.row["apex"]), int(self.row["offset"])
-
-
-def plain(value: Any) -> Any:
-    """A JSON-friendly Python value for a numpy/pandas scalar."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def select_frames(frames: dict[int, Path], onset: int, offset: int, mode: str) -> dict[int, Path]:
-    """The frames to crop: onset..offset (``clip``) or all of the folder (``all``)."""
-    if mode == "all":
-        return dict(frames)
-    return {n: p for n, p in frames.items() if onset <= n <= offset}
-
-
-def drift_frame_numbers(numbers: list[int], onset: int, apex: int, offset: int, count: int) -> list[int]:
-    """Up to ``count`` frames besides the onset for the drift check: apex, offset, then evenly spaced."""
-    if count <= 0:
-        return []
-    spaced = [numbers[int(round(i))] for i in np.linspace(0, len(numbers) - 1, num=count + 2)]
-    chosen: list[int] = []
-    for n in [apex, offset, *spaced]:
-        if n != onset and n in numbers and n not in chosen:
-            chosen.append(n)
-    return chosen[:count]
-
-
-def output_name(path: Path, image_format: str) -> str:
-    """The crop's file name: the source name, or the same stem with the requested type."""
-    if image_format == "keep":
-        return path.name
-    return f"{path.stem}.{image_format}"
 
 
 class ClipCropper:
@@ -198,23 +146,7 @@ class ClipCropper:
         with atomic_dir(job.out_dir) as tmp:
             futures = {n: self.pool.submit(self._warp_frame, path, tmp, matrix, (h, w), gray)
                        for n, path in selected.items()}
-            written, size_errors, corrupt_keys = [], [], []
-            for n, future in futures.items():  # wait for every frame before deciding anything
-                try:
-                    written.append((n, future.result()))
-                except FrameSizeError as exc:
-                    size_errors.append(str(exc))
-                except (CorruptFrame, FileNotFoundError) as exc:
-                    if n in (onset, apex, offset):
-                        corrupt_keys.append(f"key frame {n}: {exc}")
-                    else:
-                        warnings.append(self._problem(job, R.CORRUPT_FRAME, f"{exc}; frame {n} left out", "warning"))
-            if corrupt_keys:
-                raise ClipFailed(R.CORRUPT_FRAME, "; ".join(corrupt_keys))
-            if size_errors:
-                raise ClipFailed(R.FRAME_SIZE_MISMATCH, (
-                    f"the onset frame is {w}x{h} but {len(size_errors)} frame(s) differ: "
-                    + "; ".join(size_errors[:5])))
+            written = self._collect(job, selected, futures, tmp, f"{w}x{h}", warnings)
             gt_written = self._ground_truth(job, gt_in, matrix, (h, w), warnings)
             row = self._row(job, written, gray, face, len(faces), eyes, matrix, drift, gt_written)
             write_stamp(tmp, key=key, row=row, frames=[name for _, name in written],
@@ -222,8 +154,43 @@ class ClipCropper:
         return ClipResult(status="cropped", row=row, problems=warnings, frames_written=len(written),
                           frames_in_output=len(written), ground_truth_written=gt_written)
 
-    def _warp_frame(self, path: Path, folder: Path, matrix: np.ndarray, shape: tuple[int, int], gray: bool) -> str:
-        """Read, check size, warp and write one frame (runs on a pool thread; OpenCV releases the GIL)."""
+    def _collect(self, job: ClipJob, selected: dict[int, Path], futures: dict[int, Future], tmp: Path,
+                 onset_size: str, warnings: list[Problem]) -> list[tuple[int, str]]:
+        """Wait for every frame, then decide: a key frame that is unreadable or damaged (decodes, but
+        disagrees with its neighbours: ``selfme.face.consistency``) fails the clip, as do frames of
+        another size; another such frame is left out with a warning. Returns (number, file) written."""
+        keys = set(job.key_frames())
+        written, thumbs, size_errors, corrupt_keys = {}, {}, [], []
+        for n, future in futures.items():
+            try:
+                written[n], thumbs[n] = future.result()
+            except FrameSizeError as exc:
+                size_errors.append(str(exc))
+            except (CorruptFrame, FileNotFoundError) as exc:
+                if n in keys:
+                    corrupt_keys.append(f"key frame {n}: {exc}")
+                else:
+                    warnings.append(self._problem(job, R.CORRUPT_FRAME, f"{exc}; frame {n} left out", "warning"))
+        if not size_errors:
+            for n, fraction in outlier_frames(thumbs, area=self.config.corrupt_area).items():
+                detail = describe(selected[n].name, fraction)
+                if n in keys:
+                    corrupt_keys.append(f"key frame {n}: {detail}")
+                else:
+                    warnings.append(self._problem(job, R.CORRUPT_FRAME, f"{detail}; frame {n} left out", "warning"))
+                    (tmp / written.pop(n)).unlink()
+        if corrupt_keys:
+            raise ClipFailed(R.CORRUPT_FRAME, "; ".join(corrupt_keys))
+        if size_errors:
+            raise ClipFailed(R.FRAME_SIZE_MISMATCH, (
+                f"the onset frame is {onset_size} but {len(size_errors)} frame(s) differ: "
+                + "; ".join(size_errors[:5])))
+        return list(written.items())
+
+    def _warp_frame(self, path: Path, folder: Path, matrix: np.ndarray, shape: tuple[int, int],
+                    gray: bool) -> tuple[str, np.ndarray]:
+        """Read, check size, warp and write one frame (runs on a pool thread; OpenCV releases the GIL);
+        returns the written name and the source's thumbnail for the consistency check."""
         cfg = self.config
         image = read_frame(path, gray=gray)
         if image.shape[:2] != shape:
@@ -238,7 +205,7 @@ class ClipCropper:
         if not ok:
             raise ValueError(f"could not encode {name}")
         (folder / name).write_bytes(buf.tobytes())
-        return name
+        return name, thumbnail(image)
 
     def _drift(self, job: ClipJob, face: Face, matrix: np.ndarray, numbers: list[int],
                images: list[np.ndarray], warnings: list[Problem]) -> float:

@@ -11,7 +11,7 @@ from selfme.face.align import BORDERS, AlignTarget
 from selfme.face.backends import BACKENDS
 
 #: Bumped whenever the cropping code changes what it writes, so old crops are redone.
-CROP_VERSION = 1
+CROP_VERSION = 2  # 2: frames that disagree with both neighbours are left out or fail the clip
 GRAY_MODES = ("keep", "replicate")
 FRAME_MODES = ("clip", "all")
 IMAGE_FORMATS = ("keep", "png", "jpg")
@@ -42,6 +42,9 @@ class CropConfig:
     detect_max_side: frames are shrunk to this longer side for face detection only (0: never).
     drift_check_frames: extra frames (apex first, then offset, then evenly spaced) whose landmarks are
         compared with the onset's; drift_warn_px: eye movement in crop pixels that draws a warning.
+    corrupt_area: a frame whose image data decodes but disagrees with both neighbouring frames over more
+        than this fraction of its area is damaged (``selfme.face.consistency``): a key frame fails the
+        clip, another frame is left out with a warning; 0 turns the check off.
     max_failure_rate: the stage fails when more than this fraction of clips could not be cropped.
     workers: threads warping a clip's frames (0: one per CPU core).
     """
@@ -58,6 +61,7 @@ class CropConfig:
     detect_max_side: int = 640
     drift_check_frames: int = 2
     drift_warn_px: float = 4.0
+    corrupt_area: float = 0.01
     max_failure_rate: float = 0.05
     workers: int = 0
     dlib: dict[str, Any] = field(default_factory=_dlib_defaults)
@@ -69,6 +73,8 @@ class CropConfig:
         for name, allowed in checks:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"crop.{name} must be one of {list(allowed)}, not {getattr(self, name)!r}")
+        if not 0.0 <= self.corrupt_area <= 1.0:
+            raise ValueError(f"crop.corrupt_area is a fraction in [0, 1], not {self.corrupt_area}")
         if not 0.0 <= self.max_failure_rate <= 1.0:
             raise ValueError(f"crop.max_failure_rate is a fraction in [0, 1], not {self.max_failure_rate}")
         if not 1 <= self.jpeg_quality <= 100:
