@@ -117,3 +117,28 @@ def test_the_consistency_check_tells_damage_from_motion():
     assert [references(i, 5) for i in range(5)] == [(1, 2), (0, 2), (1, 3), (2, 4), (3, 2)]
     assert references(0, 2) is None
     assert thumbnail(np.zeros((120, 160, 3), np.uint8)).shape == (30, 40, 3)
+
+
+class NoFace:
+    """A landmark backend that finds no face anywhere (what garbage onset data gives a real detector)."""
+
+    name = "none"
+
+    def detect(self, images):
+        return [[] for _ in images]
+
+    def fit(self, images, box):
+        raise AssertionError("no landmarks without a face")
+
+
+def test_damaged_onset_data_is_reported_as_corrupt_not_as_no_face(tmp_path):
+    raw = tmp_path / "raw"
+    rows = [steady_clip(raw, "s1", "clean", seed=1), steady_clip(raw, "s1", "bad_onset", seed=2)]
+    damage_jpeg(Path(rows[1]["frames_dir"]) / "img1.jpg")
+    config = CropConfig(size=64, workers=2, drift_check_frames=0, max_failure_rate=1.0)
+    summary = crop_dataset(manifest(rows), tmp_path / "out", config=config, backend=NoFace(), progress=False)
+    assert summary["n_failed"] == 2
+    fails = failures(tmp_path).set_index("clip")
+    assert fails.loc["clean", "problem"] == "no_face"  # a clean onset without a face is still that
+    assert fails.loc["bad_onset", "problem"] == "corrupt_frame"
+    assert fails.loc["bad_onset", "detail"].startswith("key frame 1: img1.jpg decodes, but ")

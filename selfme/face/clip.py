@@ -21,7 +21,7 @@ from selfme.datasets.frames import index_frames
 from selfme.face import records as R
 from selfme.face.align import align_eyes, warp, warp_displacement
 from selfme.face.config import CropConfig
-from selfme.face.consistency import describe, outlier_frames, thumbnail
+from selfme.face.consistency import describe, inconsistent_fraction, outlier_frames, references, thumbnail
 from selfme.face.job import ClipJob, drift_frame_numbers, output_name, plain, select_frames
 from selfme.face.landmarks import Face, LandmarkBackend, eye_centres, largest_face
 from selfme.face.readers import CorruptFrame, read_frame
@@ -119,6 +119,7 @@ class ClipCropper:
         onset, apex, offset = job.key_frames()
         gray = str(job.row["color"]) == "gray"
         onset_image = self._read(selected[onset], gray)
+        self._check_onset(selected, onset, onset_image, gray)
         drift_numbers, drift_images = [], []
         for n in drift_frame_numbers(list(selected), onset, apex, offset, cfg.drift_check_frames):
             try:
@@ -153,6 +154,24 @@ class ClipCropper:
                         warnings=[p.as_row() for p in warnings])
         return ClipResult(status="cropped", row=row, problems=warnings, frames_written=len(written),
                           frames_in_output=len(written), ground_truth_written=gt_written)
+
+    def _check_onset(self, selected: dict[int, Path], onset: int, image: np.ndarray, gray: bool) -> None:
+        """The onset against its two reference frames (``selfme.face.consistency``) before any landmark
+        search, so damaged onset data fails the clip as corrupt_frame, not as a face that is not there.
+        Unreadable or differently sized references are left to the warp pass, which reports them."""
+        numbers = list(selected)
+        refs = references(numbers.index(onset), len(numbers))
+        if refs is None or self.config.corrupt_area <= 0:
+            return
+        try:
+            ref_images = [read_frame(selected[numbers[j]], gray=gray) for j in refs]
+        except (CorruptFrame, FileNotFoundError):
+            return
+        if any(ref.shape != image.shape for ref in ref_images):
+            return
+        fraction = inconsistent_fraction(thumbnail(image), *(thumbnail(ref) for ref in ref_images))
+        if fraction > self.config.corrupt_area:
+            raise ClipFailed(R.CORRUPT_FRAME, f"key frame {onset}: {describe(selected[onset].name, fraction)}")
 
     def _collect(self, job: ClipJob, selected: dict[int, Path], futures: dict[int, Future], tmp: Path,
                  onset_size: str, warnings: list[Problem]) -> list[tuple[int, str]]:
