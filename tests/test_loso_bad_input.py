@@ -3,13 +3,18 @@ listed exclusion (issue: bad-input table)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 
 from loso_testing import SCVIT, motion_index, one_torch_thread, run  # noqa: F401
-from selfme.scvit import SCViTConfig, WeightsMismatch, WeightsNotFound, create_scvit, load_samples
+from selfme.scvit import SCViTConfig, WeightsMismatch, WeightsNotFound, build_inputs, create_scvit, load_samples
+from selfme.scvit.screening import BadSampleFile
+
 
 PRETRAINED = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, pretrained=True)
 
@@ -73,3 +78,60 @@ def test_loso_with_a_foreign_weights_file_trains_nothing(tmp_path):
     with pytest.raises(WeightsMismatch, match="foreign.pt"):
         run(samples, tmp_path / "out", scvit=scvit)
     assert not list((tmp_path / "out").rglob("*.csv"))
+
+
+def _break(index, case: str) -> None:
+    """Spoil sample s1/EP01 of a motion_index() source the way ``case`` says."""
+    path = index.parent / "motion/s1/EP01.npy"
+    if case == "nan":
+        field = np.load(path)
+        field[3, 4, 1] = np.nan
+        np.save(path, field)
+    elif case == "wrong shape":
+        np.save(path, np.zeros((16, 16, 3), np.float16))
+    elif case == "text":
+        path.write_text("dx,dy\n0.1,0.2\n")
+    else:  # an index row whose motion_path is empty
+        frame = pd.read_csv(index)
+        frame.loc[1, "motion_path"] = ""
+        frame.to_csv(index, index=False)
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("nan", "the displacement field has 1 NaN or infinite value(s)"),
+    ("wrong shape", "expected a displacement field [H, W, 2], got shape (16, 16, 3)"),
+    ("text", "not a .npy file (no NumPy header)"),
+    ("empty motion_path", "empty motion_path in index.csv"),
+])
+def test_a_bad_motion_is_a_listed_exclusion_that_keys_the_folds(case, reason, tmp_path, caplog):
+    index = motion_index(tmp_path, subjects=("s1", "s2"), clips=3)
+    motion = index.parent / "motion/s1/EP01.npy"
+    originals = {path: path.read_bytes() for path in (index, motion)}
+    _break(index, case)
+    samples = load_samples(index)
+    assert len(samples) == 5 and samples.excluded[["subject", "clip"]].values.tolist() == [["s1", "EP01"]]
+    named = "" if case == "empty motion_path" else str(index.parent / "motion/s1/EP01.npy")
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "1 sample(s) excluded: toy/s1/EP01" in warning and named in warning and reason in warning
+    out = tmp_path / "out"
+    result = run(samples, out)
+    assert result.summary["toy"]["n_samples"] == 5 and len(result.excluded) == 1
+    listed = pd.read_csv(out / "toy/excluded.csv", keep_default_na=False)
+    assert listed.columns.tolist() == ["dataset", "subject", "clip", "path", "reason"]
+    assert listed.values.tolist() == [["toy", "s1", "EP01", named, reason]]
+    assert json.loads((out / "toy/scores.json").read_text())["n_excluded"] == 1
+    assert pd.read_csv(out / "toy/seed_0/s1.csv")["clip"].tolist() == ["EP00", "EP02"]
+    # The kept samples key the folds: with the sample repaired, both folds run again and the list goes.
+    for path, content in originals.items():
+        path.write_bytes(content)
+    again = run(load_samples(index), out)
+    assert sorted(again.ran) == [(0, "toy", "s1"), (0, "toy", "s2")] and not (out / "toy/excluded.csv").exists()
+    assert json.loads((out / "toy/scores.json").read_text())["n_excluded"] == 0
+
+
+def test_a_file_spoilt_after_loading_is_an_error_naming_it(tmp_path):
+    index = motion_index(tmp_path, subjects=("s1", "s2"), clips=3)
+    samples = load_samples(index)
+    _break(index, "nan")
+    with pytest.raises(BadSampleFile, match=r"motion/s1/EP01\.npy: the displacement field has 1 NaN"):
+        build_inputs(samples, SCViTConfig(**SCVIT).input_config())

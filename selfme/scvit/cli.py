@@ -9,6 +9,7 @@ folder when present, else the paper's settings) and are overridden by ``-S secti
 of the source runs: each on its own (per_dataset) or pooled (composite, MEGC2019). Fold predictions go
 to ``<out>/<dataset>/seed_<s>/<subject>.csv``; ``<out>/summary.json`` has metrics/summary.json's schema
 (per dataset, average and, with several datasets, composite: UF1/UAR mean and std over the seeds).
+Samples the source excludes are listed in ``<out>/<dataset>/excluded.csv``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def print_result(result: LosoResult, out: str | Path) -> None:
         print(f"LOSO {scope}: UF1 {mean_pm_std(entry['uf1'], entry['uf1_std'])}  "
               f"UAR {mean_pm_std(entry['uar'], entry['uar_std'])}  over {entry['n_seeds']} seed(s){counts}")
     print(f"{len(result.ran)} run(s) trained, {len(result.skipped)} skipped; {result.seconds:.1f} s")
+    if len(result.excluded):
+        print(f"{len(result.excluded)} sample(s) excluded by the source, listed in {out}/<dataset>/excluded.csv")
     print(f"fold predictions in {out}/<dataset>/seed_<s>/<subject>.csv, MEGC2019 logs in "
           f"{out}/<dataset>/seed_<s>/megc_log.txt")
 

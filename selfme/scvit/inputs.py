@@ -76,13 +76,22 @@ def _minmax(array: np.ndarray) -> np.ndarray:
     return np.where(span > 0, 2.0 * (array - lo) / np.where(span > 0, span, 1.0) - 1.0, 0.0).astype(np.float32)
 
 
+def check_motion(motion: np.ndarray) -> np.ndarray:
+    """``motion`` as float32 [H, W, 2]; ValueError (what is wrong) when it is not a finite displacement field."""
+    motion = np.asarray(motion)
+    if motion.dtype.kind not in "fiu":
+        raise ValueError(f"expected a numeric displacement field, got dtype {motion.dtype}")
+    motion = motion.astype(np.float32, copy=False)
+    if motion.ndim != 3 or motion.shape[2] != 2 or min(motion.shape[:2]) < 1:
+        raise ValueError(f"expected a displacement field [H, W, 2], got shape {motion.shape}")
+    if not np.isfinite(motion).all():
+        raise ValueError(f"the displacement field has {int((~np.isfinite(motion)).sum())} NaN or infinite value(s)")
+    return motion
+
+
 def motion_to_input(motion: np.ndarray, config: InputConfig) -> torch.Tensor:
     """Displacement field [H, W, 2] (crop pixels) -> input tensor [len(channels), img_size, img_size]."""
-    motion = np.asarray(motion, dtype=np.float32)
-    if motion.ndim != 3 or motion.shape[2] != 2:
-        raise ValueError(f"expected a displacement field [H, W, 2], got {motion.shape}")
-    if not np.isfinite(motion).all():
-        raise ValueError("the displacement field has NaN or infinite values")
+    motion = check_motion(motion)
     maps = {"dx": motion[..., 0], "dy": motion[..., 1], "mag": np.hypot(motion[..., 0], motion[..., 1])}
     if "strain" in config.channels:
         maps["strain"] = optical_strain(motion)

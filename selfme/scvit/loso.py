@@ -9,7 +9,8 @@ atomically, then its record (``selfme.scvit.folds`` has the layout and the key).
 its own folds and a changed parameter redoes every fold. Runs go one after another or in ``workers``
 processes (CPU: each with cores / workers threads; CUDA: worker k on visible GPU k mod n_gpus). Then,
 per dataset, each seed's MEGC2019 log and ``scores.json``: UF1/UAR pooled over the folds per seed
-(MEGC2019), mean and sample std over the seeds.
+(MEGC2019), mean and sample std over the seeds, and ``excluded.csv`` listing the dataset's samples the
+source left out (``selfme.scvit.screening``; absent when none).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -35,6 +36,7 @@ from selfme.scvit.factory import SCViTConfig
 from selfme.scvit.folds import (Fold, clean_dataset_dir, collect_predictions, fold_key, is_done, loso_folds,
                                 record_path, run_seed, seed_dir, weights_identity)
 from selfme.scvit.inputs import HORIZONTAL
+from selfme.scvit.screening import no_exclusions
 from selfme.scvit.sources import Samples, build_inputs
 from selfme.scvit.train import LosoConfig, deterministic, predict, resolve_device, train_fold
 
@@ -60,6 +62,7 @@ class LosoResult:
     ran: tuple[tuple[int, str, str], ...]       # (seed, dataset, subject) trained now
     skipped: tuple[tuple[int, str, str], ...]   # (seed, dataset, subject) already done
     seconds: float
+    excluded: pd.DataFrame = field(default_factory=no_exclusions)  # samples the source left out
 
 
 def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: SCViTConfig, config: LosoConfig,
@@ -215,16 +218,30 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
     per_seed = seed_scores(predictions, num_classes)
     summary = summarise(per_seed)
     for dataset in datasets:
-        own = predictions[predictions["dataset"] == dataset]
-        for seed, group in own.groupby("seed", sort=False):
-            write_megc_log(group, seed_dir(out, dataset, seed) / "megc_log.txt")
-        seeds = per_seed[per_seed["scope"] == dataset]
-        write_json(out / dataset / "scores.json", {
-            **summary[dataset], "db": str(own["db"].iloc[0]), "protocol": config.protocol,
-            "per_seed": {str(s): {"uf1": round(u, 6), "uar": round(r, 6)}
-                         for s, u, r in zip(seeds["seed"], seeds["uf1"], seeds["uar"])}})
+        _write_dataset(out, dataset, predictions=predictions, per_seed=per_seed, summary=summary,
+                       excluded=samples.excluded, protocol=config.protocol)
     return LosoResult(summary, per_seed, predictions, tuple(run.label for run in todo), skipped,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, excluded=samples.excluded)
+
+
+def _write_dataset(out: Path, dataset: str, *, predictions: pd.DataFrame, per_seed: pd.DataFrame,
+                   summary: Mapping[str, Any], excluded: pd.DataFrame, protocol: str) -> None:
+    """A dataset's MEGC2019 log per seed, scores.json, and excluded.csv (only when it excluded samples)."""
+    own = predictions[predictions["dataset"] == dataset]
+    for seed, group in own.groupby("seed", sort=False):
+        write_megc_log(group, seed_dir(out, dataset, seed) / "megc_log.txt")
+    left_out = excluded[excluded["dataset"].astype(str) == dataset]
+    seeds = per_seed[per_seed["scope"] == dataset]
+    write_json(out / dataset / "scores.json", {
+        **summary[dataset], "db": str(own["db"].iloc[0]), "protocol": protocol, "n_excluded": len(left_out),
+        "per_seed": {str(s): {"uf1": round(u, 6), "uar": round(r, 6)}
+                     for s, u, r in zip(seeds["seed"], seeds["uf1"], seeds["uar"])}})
+    if len(left_out):
+        write_csv(out / dataset / "excluded.csv", left_out)
+        log.warning("loso: %d sample(s) of %s excluded, listed in %s", len(left_out), dataset,
+                    out / dataset / "excluded.csv")
+    else:
+        (out / dataset / "excluded.csv").unlink(missing_ok=True)
 
 
 def _log_fold(record: dict[str, Any]) -> None:

@@ -15,13 +15,19 @@ the labels CSV's db; LOSO writes its folds under that name) and ``db`` (the MEGC
 ``smic_hs`` -> ``smic``). A sample is identified by (dataset, subject, clip): subjects of different
 datasets are different people even where their ids collide. Several datasets may be loaded at once
 (the composite protocol pools them); ``combine_samples`` joins sources loaded one by one.
+
+A sample whose file cannot be an input (an index row with an empty motion path, a .npy that is not a
+finite [H, W, 2] displacement field, an unreadable image) is excluded when the source is loaded, with a
+warning and its reason in ``Samples.excluded`` (LOSO lists them in ``<out>/<dataset>/excluded.csv``), so
+the kept samples, and only they, make the folds and key their results. A listed file that does not
+exist is an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -30,23 +36,23 @@ import pandas as pd
 import torch
 
 from selfme.datasets import class_names
-from selfme.io import read_image
 from selfme.metrics.logs import MEGC_DB
 from selfme.scvit.inputs import IMAGE_CHANNELS, InputConfig, image_to_input, motion_to_input
+from selfme.scvit.screening import join_exclusions, no_exclusions, read_sample, screen, warn_excluded
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SAMPLE_COLUMNS = ["dataset", "db", "subject", "clip", "label_id", "path"]
 SAMPLE_KEY = ["dataset", "subject", "clip"]
-
-
 @dataclass(frozen=True)
 class Samples:
-    """One row per clip (dataset, db, subject, clip, label_id, path); ``kind`` is ``motion`` or ``image``."""
+    """One row per clip (dataset, db, subject, clip, label_id, path); ``kind`` is ``motion`` or ``image``;
+    ``excluded``: the source's samples left out (EXCLUDED_COLUMNS)."""
 
     frame: pd.DataFrame
     kind: str
+    excluded: pd.DataFrame = field(default_factory=no_exclusions)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -66,12 +72,15 @@ class Samples:
 
     def subset(self, datasets: Sequence[str]) -> "Samples":
         """The samples of the named datasets (in their original order)."""
-        keep = self.frame["dataset"].astype(str).isin([str(d) for d in datasets])
-        return Samples(self.frame[keep].reset_index(drop=True), self.kind)
+        names = [str(d) for d in datasets]
+        keep = self.frame["dataset"].astype(str).isin(names)
+        excluded = self.excluded[self.excluded["dataset"].astype(str).isin(names)].reset_index(drop=True)
+        return Samples(self.frame[keep].reset_index(drop=True), self.kind, excluded)
 
     def with_dataset(self, name: str) -> "Samples":
         """Every sample renamed to dataset ``name`` (a pipeline stage's key), db after MEGC2019."""
-        return Samples(self.frame.assign(dataset=name, db=MEGC_DB.get(name, name)), self.kind)
+        return Samples(self.frame.assign(dataset=name, db=MEGC_DB.get(name, name)), self.kind,
+                       self.excluded.assign(dataset=name))
 
 
 def combine_samples(parts: Sequence[Samples]) -> Samples:
@@ -85,7 +94,7 @@ def combine_samples(parts: Sequence[Samples]) -> Samples:
     if frame.duplicated(SAMPLE_KEY).any():
         first = frame[frame.duplicated(SAMPLE_KEY)].iloc[0]
         raise ValueError(f"sample {first['dataset']}/{first['subject']}/{first['clip']} is listed twice")
-    return Samples(frame, parts[0].kind)
+    return Samples(frame, parts[0].kind, join_exclusions([p.excluded for p in parts]))
 
 
 def _resolve(paths: pd.Series, base: Path) -> list[Path]:
@@ -119,23 +128,27 @@ def _db_matches(db: pd.Series, dataset: str | Sequence[str]) -> pd.Series:
     return db.astype(str).isin(names)
 
 
-def _finish(frame: pd.DataFrame, kind: str, dataset: str | Sequence[str] | None) -> Samples:
+def _finish(frame: pd.DataFrame, kind: str, dataset: str | Sequence[str] | None,
+            excluded: pd.DataFrame | None = None) -> Samples:
     if dataset is not None:
         frame = frame[_db_matches(frame["dataset"], dataset)]
+    excluded = no_exclusions() if excluded is None else excluded.reset_index(drop=True)
     if frame.empty:
-        raise ValueError(f"no samples{' for dataset(s) ' + repr(dataset) if dataset else ''}")
+        also = f" ({len(excluded)} excluded)" if len(excluded) else ""
+        raise ValueError(f"no samples{' for dataset(s) ' + repr(dataset) if dataset else ''}{also}")
     if frame.duplicated(SAMPLE_KEY).any():
         first = frame[frame.duplicated(SAMPLE_KEY)].iloc[0]
         raise ValueError(f"duplicate (dataset, subject, clip) rows in the sample list, e.g. "
                          f"{first['dataset']}/{first['subject']}/{first['clip']}")
     frame = frame.assign(dataset=frame["dataset"].astype(str),
                          db=frame["dataset"].map(lambda d: MEGC_DB.get(str(d), str(d))))
-    return Samples(frame[SAMPLE_COLUMNS].reset_index(drop=True), kind)
+    return Samples(frame[SAMPLE_COLUMNS].reset_index(drop=True), kind, excluded)
 
 
 def motion_index_samples(index: str | Path, *, dataset: str | Sequence[str] | None = None,
                          column: str = "motion_path") -> Samples:
-    """Samples from a CSV with ``subject, clip, label_id`` and a column of .npy motion paths."""
+    """Samples from a CSV with ``subject, clip, label_id`` and a column of .npy motion paths; rows with an
+    empty path and files that are not finite [H, W, 2] fields are excluded (listed, with a warning)."""
     index = Path(index)
     if not index.is_file():
         raise FileNotFoundError(f"motion index not found: {index}")
@@ -143,16 +156,24 @@ def motion_index_samples(index: str | Path, *, dataset: str | Sequence[str] | No
     missing = [c for c in ("subject", "clip", "label_id", column) if c not in frame.columns]
     if missing:
         raise ValueError(f"{index} lacks the column(s) {missing}")
-    frame = frame.dropna(subset=[column])
     names = _names(dataset)
     default = names[0] if names and len(names) == 1 else "unknown"
     db = frame["dataset"].astype(str) if "dataset" in frame.columns else pd.Series(default, index=frame.index)
     if dataset is not None:
         frame, db = frame[_db_matches(db, dataset)], db[_db_matches(db, dataset)]
-    paths = _resolve(frame[column], index.parent)
+    empty = frame[column].isna().values | (frame[column].astype(str).str.strip() == "").values
+    no_path = pd.DataFrame({"dataset": db.values[empty], "subject": frame["subject"].values[empty],
+                            "clip": frame["clip"].values[empty], "path": "",
+                            "reason": f"empty {column} in {index.name}"})
+    frame, db = frame[~empty], db[~empty]
+    listed = frame[column].astype(str).tolist()
     out = pd.DataFrame({"dataset": db.values, "subject": frame["subject"].values, "clip": frame["clip"].values,
-                        "label_id": frame["label_id"].astype(int).values, "path": [str(p) for p in paths]})
-    return _finish(out, "motion", None)
+                        "label_id": frame["label_id"].astype(int).values,
+                        "path": [str(p) for p in _resolve(frame[column], index.parent)]})
+    out, unreadable = screen(out, listed, "motion")
+    excluded = join_exclusions([no_path, unreadable])
+    warn_excluded(excluded, index)
+    return _finish(out, "motion", None, excluded)
 
 
 def read_labels(path: str | Path, *, protocol: str = "megc3") -> pd.DataFrame:
@@ -211,7 +232,9 @@ def image_samples(folder: str | Path, labels: str | Path, *, dataset: str | Sequ
     if len(missing):
         raise FileNotFoundError(f"{len(missing)} labelled sample(s) have no image in {folder}, e.g. "
                                 f"{missing['subject'].iloc[0]}_{missing['clip'].iloc[0]}.png")
-    return _finish(frame, "image", dataset)
+    frame, excluded = screen(frame, [Path(p).name for p in frame["path"]], "image")
+    warn_excluded(excluded, folder)
+    return _finish(frame, "image", dataset, excluded)
 
 
 def load_samples(motions: str | Path, *, labels: str | Path | None = None,
@@ -234,13 +257,12 @@ def load_samples(motions: str | Path, *, labels: str | Path | None = None,
 
 
 def build_inputs(samples: Samples, config: InputConfig) -> tuple[torch.Tensor, tuple[str, ...]]:
-    """Input tensor [N, C, img_size, img_size] of every sample, and its channel names."""
+    """Input tensor [N, C, img_size, img_size] of every sample, and its channel names (a file that has
+    become unreadable since loading raises BadSampleFile naming it)."""
     tensors = []
     for path in samples.frame["path"]:
-        if samples.kind == "motion":
-            tensors.append(motion_to_input(np.load(path), config))
-        else:
-            tensors.append(image_to_input(read_image(path), config))
+        array = read_sample(path, samples.kind)
+        tensors.append(motion_to_input(array, config) if samples.kind == "motion" else image_to_input(array, config))
     x = torch.stack(tensors)
     if samples.kind == "motion":
         names = config.channels
