@@ -9,7 +9,7 @@ motion); ``{dataset}`` in it stands for a dataset's key. per_dataset: the folds 
 subjects train on its own other subjects. composite: the folds of THIS dataset's subjects train on
 every other subject of every dataset of the run, so the loso@<dataset> stages together are one
 composite LOSO run (MEGC2019) and the aggregate stage scores its slices and the whole. Runs whose
-results match the parameters and data are skipped.
+results match the parameters and data are skipped. Bad input is one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import sys
 
 from selfme.log import setup_logging
-from selfme.scvit import WeightsNotFound
 from selfme.scvit.cli import loso, pipeline_samples, print_result
 from stages._params import load_params
 
@@ -41,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                                    labels=args.labels, classes=classes)
         result = loso(samples=samples, out=args.results, classes=classes, datasets=[args.dataset],
                       scvit=params["scvit"], loso_params=params["loso"])
-    except WeightsNotFound as exc:  # says which file is missing and where it goes
-        print(f"loso@{args.dataset}: {exc}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError) as exc:  # bad input (weights, motions, folds): one line
+        print(f"loso@{args.dataset}: error: {exc}", file=sys.stderr)
         return 2
     print_result(result, args.results)
     return 0

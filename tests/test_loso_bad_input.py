@@ -4,16 +4,21 @@ listed exclusion (issue: bad-input table)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import timm
 import torch
+import yaml
 
-from loso_testing import SCVIT, motion_index, one_torch_thread, run  # noqa: F401
-from selfme.scvit import SCViTConfig, WeightsMismatch, WeightsNotFound, build_inputs, create_scvit, load_samples
+from loso_testing import LOSO, SCVIT, motion_index, one_torch_thread, run  # noqa: F401
+from selfme.scvit import (SCViTConfig, WeightsMismatch, WeightsNotFound, build_inputs, combine_samples,
+                          create_scvit, load_samples)
 from selfme.scvit.screening import BadSampleFile
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 PRETRAINED = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, pretrained=True)
@@ -135,3 +140,25 @@ def test_a_file_spoilt_after_loading_is_an_error_naming_it(tmp_path):
     _break(index, "nan")
     with pytest.raises(BadSampleFile, match=r"motion/s1/EP01\.npy: the displacement field has 1 NaN"):
         build_inputs(samples, SCViTConfig(**SCVIT).input_config())
+
+
+def _stage(tmp_path, monkeypatch, index, argv=()):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"scvit": SCVIT, "loso": LOSO,
+                                                          "prepare": {"protocol": "megc3"}}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(REPO))  # the stages/ scripts
+    from stages.loso import main as stage_main
+
+    return stage_main(["--dataset", "toy", "--motions", str(index), *argv])
+
+
+def test_one_subject_is_one_line_naming_the_fold(tmp_path, monkeypatch, capsys):
+    samples = load_samples(motion_index(tmp_path, subjects=("s1",), clips=3))
+    with pytest.raises(ValueError, match="LOSO fold toy/s1 has no training subject.*only subject s1"):
+        run(samples, tmp_path / "out")
+    composite = combine_samples([samples])  # one subject in the pooled datasets too
+    with pytest.raises(ValueError, match="the pooled datasets hold only subject s1"):
+        run(composite, tmp_path / "out", loso={"protocol": "composite"})
+    assert _stage(tmp_path, monkeypatch, tmp_path / "index.csv") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("loso@toy: error: LOSO fold toy/s1 has no training subject")

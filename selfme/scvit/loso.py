@@ -164,6 +164,11 @@ def plan_runs(samples: Samples, *, out: Path, model_config: SCViTConfig, config:
     frame = samples.frame
     folds = [f for f in loso_folds(frame["subject"], frame["dataset"], protocol=config.protocol)
              if f.dataset in datasets]
+    lonely = next((f for f in folds if len(f.train) == 0), None)
+    if lonely is not None:
+        pool = f"dataset {lonely.dataset}" if config.protocol == "per_dataset" else "the pooled datasets"
+        raise ValueError(f"LOSO fold {lonely.name} has no training subject: the samples of {pool} hold only "
+                         f"subject {lonely.subject}; leave-one-subject-out needs at least two subjects")
     for dataset in datasets:
         clean_dataset_dir(out / dataset, config.seeds, {f.subject for f in folds if f.dataset == dataset})
     if config.protocol == "composite":
