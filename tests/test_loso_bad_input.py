@@ -4,6 +4,7 @@ listed exclusion (issue: bad-input table)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,10 @@ import yaml
 from loso_testing import LOSO, SCVIT, motion_index, one_torch_thread, run  # noqa: F401
 from selfme.scvit import (SCViTConfig, WeightsMismatch, WeightsNotFound, build_inputs, combine_samples,
                           create_scvit, load_samples)
+from selfme.scvit import loso as loso_module
 from selfme.scvit.screening import BadSampleFile
 
 REPO = Path(__file__).resolve().parents[1]
-
 
 PRETRAINED = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, pretrained=True)
 
@@ -162,3 +163,42 @@ def test_one_subject_is_one_line_naming_the_fold(tmp_path, monkeypatch, capsys):
     assert _stage(tmp_path, monkeypatch, tmp_path / "index.csv") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("loso@toy: error: LOSO fold toy/s1 has no training subject")
+
+
+class _InlinePool:
+    """ProcessPoolExecutor's interface, run in this process: the workers' initialiser sees the inputs file."""
+    seen: list[Path] = []
+
+    def __init__(self, workers, *, mp_context, initializer, initargs):
+        path = Path(initargs[1])
+        assert path.is_file()
+        self.seen.append(path)
+        initializer(*initargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def test_worker_inputs_stay_in_the_output_folder_and_are_cleaned_up(tmp_path, monkeypatch):
+    samples = load_samples(motion_index(tmp_path, subjects=("s1", "s2"), clips=3))
+    out = tmp_path / "out"
+    stale = out / "toy/.work/inputs.pt"  # what a kill -9 during a run leaves behind
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half-written")
+    monkeypatch.setattr(loso_module, "ProcessPoolExecutor", _InlinePool)
+    _InlinePool.seen.clear()
+    result = run(samples, out, loso={"workers": 2})
+    assert sorted(result.ran) == [(0, "toy", "s1"), (0, "toy", "s2")]
+    assert _InlinePool.seen == [out / "toy/.work/inputs.pt"]  # inside the dataset's output, not /tmp
+    assert not (out / "toy/.work").exists()
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half-written")
+    assert run(samples, out, loso={"workers": 2}).ran == () and not (out / "toy/.work").exists()

@@ -10,7 +10,9 @@ its own folds and a changed parameter redoes every fold. Runs go one after anoth
 processes (CPU: each with cores / workers threads; CUDA: worker k on visible GPU k mod n_gpus). Then,
 per dataset, each seed's MEGC2019 log and ``scores.json``: UF1/UAR pooled over the folds per seed
 (MEGC2019), mean and sample std over the seeds, and ``excluded.csv`` listing the dataset's samples the
-source left out (``selfme.scvit.screening``; absent when none).
+source left out (``selfme.scvit.screening``; absent when none). Parallel workers read the inputs from
+``<out>/<dataset>/.work/`` (``<out>/.work/`` for several datasets), removed when the runs end and at the
+start of the next run (after a kill).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import tempfile
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -122,9 +124,16 @@ def _worker_fold(run: FoldRun, kwargs: dict[str, Any]) -> dict[str, Any]:
     return run_fold(_WORKER, run, device=_WORKER["device"], **kwargs)
 
 
-def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig, progress: bool,
+def work_dir(out: Path, datasets: Sequence[str]) -> Path:
+    """The scratch folder of a run, inside its output: ``<out>/<dataset>/.work`` for one dataset (a
+    pipeline stage's own output folder), ``<out>/.work`` for several."""
+    return (out / datasets[0] if len(datasets) == 1 else out) / ".work"
+
+
+def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig, progress: bool, work: Path,
            **kwargs: Any) -> None:
-    """Every run, in this process or in ``config.workers`` spawned ones."""
+    """Every run, in this process or in ``config.workers`` spawned ones (which read the inputs from
+    ``work``, removed afterwards)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(runs), desc="loso folds", disable=not progress)
@@ -143,16 +152,19 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
         workers = min(config.workers, len(runs))
         threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
         context = mp.get_context("spawn")
-        with tempfile.TemporaryDirectory(prefix="selfme-loso-") as tmp:
-            inputs_path = str(Path(tmp) / "inputs.pt")
+        work.mkdir(parents=True, exist_ok=True)
+        inputs_path = work / "inputs.pt"
+        try:
             torch.save(data, inputs_path)
-            initargs = (context.Value("i", 0), inputs_path, config.device, threads, logging.getLogger().level)
+            initargs = (context.Value("i", 0), str(inputs_path), config.device, threads, logging.getLogger().level)
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                      initargs=initargs) as pool:
                 futures = [pool.submit(_worker_fold, run, {**kwargs, "config": config}) for run in runs]
                 for future in as_completed(futures):
                     _log_fold(future.result())
                     bar.update()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     bar.close()
 
 
@@ -205,6 +217,8 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
         raise ValueError(f"no samples of dataset(s) {unknown}; the samples hold {samples.datasets}")
     runs = plan_runs(samples, out=out, model_config=model_config, config=config, num_classes=num_classes,
                      datasets=datasets)
+    work = work_dir(out, datasets)
+    shutil.rmtree(work, ignore_errors=True)  # what a killed run left behind
     todo = [run for run, done in runs if not done]
     skipped = tuple(run.label for run, done in runs if done)
     if skipped:
@@ -217,7 +231,7 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
         log.info("loso (%s): %d of %d run(s) to train (%d seed(s)), %d samples, input %s, %d worker(s)",
                  config.protocol, len(todo), len(runs), len(config.seeds), len(frame), tuple(x.shape[1:]),
                  min(config.workers, len(todo)))
-        _train(todo, data, config=config, progress=progress, out=out, model_config=model_config,
+        _train(todo, data, config=config, progress=progress, work=work, out=out, model_config=model_config,
                num_classes=num_classes, negate=tuple(i for i, c in enumerate(channels) if c in HORIZONTAL))
     predictions = collect_predictions(out, samples, seeds=config.seeds, datasets=datasets)
     per_seed = seed_scores(predictions, num_classes)
