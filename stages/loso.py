@@ -9,7 +9,9 @@ motion); ``{dataset}`` in it stands for a dataset's key. per_dataset: the folds 
 subjects train on its own other subjects. composite: the folds of THIS dataset's subjects train on
 every other subject of every dataset of the run, so the loso@<dataset> stages together are one
 composite LOSO run (MEGC2019) and the aggregate stage scores its slices and the whole. Runs whose
-results match the parameters and data are skipped. Bad input is one line, exit code 2.
+results match the parameters and data are skipped. Run times and host facts go to --timing
+(metrics/timing/loso_<dataset>.json), outside the results and not a DVC output: they differ between
+identical runs, and dvc.lock records the hash of every output. Bad input is one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfme.io import write_json
 from selfme.log import setup_logging
 from selfme.scvit.cli import loso, pipeline_samples, print_result
+from selfme.scvit.loso import timing_report
 from stages._params import load_params
 
 
@@ -29,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="motion index CSV or folder; {dataset} stands for a dataset key")
     parser.add_argument("--labels", default=None, help="labels CSV when --motions is a folder of motion images")
     parser.add_argument("--results", default="results", help="results root: <results>/<dataset>/seed_<s>/")
+    parser.add_argument("--timing", default="metrics/timing/loso_{dataset}.json",
+                        help="run times and host facts ({dataset}: the dataset key; empty: log only)")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("scvit", "loso", "prepare")
@@ -43,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:  # bad input (weights, motions, folds): one line
         print(f"loso@{args.dataset}: error: {exc}", file=sys.stderr)
         return 2
+    if args.timing:
+        write_json(args.timing.replace("{dataset}", args.dataset), {"stage": f"loso@{args.dataset}",
+                                                                     **timing_report(result)})
     print_result(result, args.results)
     return 0
 

@@ -202,3 +202,24 @@ def test_worker_inputs_stay_in_the_output_folder_and_are_cleaned_up(tmp_path, mo
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half-written")
     assert run(samples, out, loso={"workers": 2}).ran == () and not (out / "toy/.work").exists()
+
+
+def test_results_hold_no_timings_and_repeat_byte_for_byte(tmp_path, monkeypatch):
+    index = motion_index(tmp_path, subjects=("s1", "s2"), clips=3)
+    _break(index, "wrong shape")  # the exclusion list is part of the results too
+    samples = load_samples(index)
+    first, second = run(samples, tmp_path / "a"), run(samples, tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 7  # 2 fold CSVs, 2 records, MEGC log, scores.json, excluded.csv
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    record = json.loads((tmp_path / "a/toy/seed_0/folds/s1.json").read_text())
+    assert not {"seconds", "device"} & set(record)
+    assert [(t["base_seed"], t["subject"], t["device"]) for t in first.timings] == [(0, "s1", "cpu"), (0, "s2", "cpu")]
+    assert all(t["seconds"] >= 0 for t in second.timings)
+    assert _stage(tmp_path, monkeypatch, index) == 0  # the stage writes them beside, not into, the results
+    timing = json.loads((tmp_path / "metrics/timing/loso_toy.json").read_text())
+    assert timing["stage"] == "loso@toy" and timing["ran"] == 2 and len(timing["runs"]) == 2
+    assert timing["loso"]["workers"] == 1 and timing["host"]["cpu_count"] >= 1
+    assert not list((tmp_path / "results").rglob("*timing*"))

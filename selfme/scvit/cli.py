@@ -1,7 +1,7 @@
 """``selfme loso``: LOSO evaluation of SCViT on motions (the loso stage's function, without DVC).
 
     selfme loso --motions DIR --labels CSV --out DIR [--dataset casme2[,smic]] [--protocol composite]
-                [--classes megc3] [-S scvit.omega=0 -S loso.seeds=[0,1,2] ...]
+                [--classes megc3] [--timing FILE] [-S scvit.omega=0 -S loso.seeds=[0,1,2] ...]
 
 Parameters start from the ``scvit`` and ``loso`` sections of --params (params.yaml in the current
 folder when present, else the paper's settings) and are overridden by ``-S section.key=value``;
@@ -9,7 +9,8 @@ folder when present, else the paper's settings) and are overridden by ``-S secti
 of the source runs: each on its own (per_dataset) or pooled (composite, MEGC2019). Fold predictions go
 to ``<out>/<dataset>/seed_<s>/<subject>.csv``; ``<out>/summary.json`` has metrics/summary.json's schema
 (per dataset, average and, with several datasets, composite: UF1/UAR mean and std over the seeds).
-Samples the source excludes are listed in ``<out>/<dataset>/excluded.csv``.
+Samples the source excludes are listed in ``<out>/<dataset>/excluded.csv``. Run times and host facts are
+logged, and written to --timing FILE when given (never into the results).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from selfme.datasets import class_names
 from selfme.io import write_json
 from selfme.metrics.aggregate import mean_pm_std
 from selfme.scvit.factory import SCViTConfig
-from selfme.scvit.loso import LosoResult, run_loso
+from selfme.scvit.loso import LosoResult, run_loso, timing_report
 from selfme.scvit.sources import Samples, combine_samples, load_samples
 from selfme.scvit.train import PROTOCOLS, LosoConfig
 
@@ -107,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     result = loso(samples=samples, out=args.out, classes=args.classes, protocol=args.protocol,
                   scvit=params["scvit"], loso_params=params["loso"], progress=not args.no_progress)
     write_json(Path(args.out) / "summary.json", result.summary)
+    if args.timing:
+        write_json(args.timing, {"command": "selfme loso", **timing_report(result)})
     print_result(result, args.out)
     print(f"summary: {Path(args.out) / 'summary.json'}")
     return 0
@@ -128,5 +131,6 @@ def register(subparsers) -> None:
     p.add_argument("--params", default=None, help="params file (default: ./params.yaml when present)")
     p.add_argument("-S", "--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a scvit or loso parameter, e.g. -S scvit.omega=0 -S loso.epochs=5")
+    p.add_argument("--timing", default=None, help="write run times and host facts to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -14,6 +14,7 @@ Each fold runs once per seed of ``loso.seeds``. Files, for dataset D and seed S 
     <out>/D/seed_S/live/<subject>/        dvclive curves (loso.live)
     <out>/D/seed_S/megc_log.txt           MEGC2019 log of the seed's predictions of D
     <out>/D/scores.json                   D's UF1 / UAR, mean and std over the seeds, and per seed
+    <out>/D/excluded.csv                  D's samples the source left out, with the reason (when any)
 
 A run is done when its CSV exists and its record holds the current key: a SHA-256 of the scvit
 settings, the schedule (execution-only keys and the seed list excluded), the run's seed, the

@@ -12,7 +12,9 @@ per dataset, each seed's MEGC2019 log and ``scores.json``: UF1/UAR pooled over t
 (MEGC2019), mean and sample std over the seeds, and ``excluded.csv`` listing the dataset's samples the
 source left out (``selfme.scvit.screening``; absent when none). Parallel workers read the inputs from
 ``<out>/<dataset>/.work/`` (``<out>/.work/`` for several datasets), removed when the runs end and at the
-start of the next run (after a kill).
+start of the next run (after a kill). Run times and the device are not written into the results (the
+same parameters give byte-identical results): they are logged and returned (``LosoResult.timings``;
+``timing_report`` for a timing file outside the results).
 """
 
 from __future__ import annotations
@@ -64,12 +66,15 @@ class LosoResult:
     ran: tuple[tuple[int, str, str], ...]       # (seed, dataset, subject) trained now
     skipped: tuple[tuple[int, str, str], ...]   # (seed, dataset, subject) already done
     seconds: float
+    timings: tuple[dict[str, Any], ...] = ()     # per run trained now: seed, dataset, subject, seconds, device
     excluded: pd.DataFrame = field(default_factory=no_exclusions)  # samples the source left out
+    execution: dict[str, Any] = field(default_factory=dict)        # loso's execution-only keys of the call
 
 
 def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: SCViTConfig, config: LosoConfig,
              num_classes: int, device: torch.device, negate: tuple[int, ...], progress: bool = False) -> dict[str, Any]:
-    """Train on ``fold.train``, predict ``fold.test`` after the last epoch, write CSV then record.
+    """Train on ``fold.train``, predict ``fold.test`` after the last epoch, write CSV then record; returns
+    the record plus the run's ``device`` and ``seconds`` (logged, never written into the results).
 
     ``data``: x [N, C, S, S], y [N], clips and ids (``dataset/subject`` of every row)."""
     fold, ids = run.fold, data["ids"]
@@ -95,10 +100,9 @@ def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: 
     seconds = time.perf_counter() - start
     record = {"dataset": fold.dataset, "subject": fold.subject, "key": run.key, "protocol": config.protocol,
               "base_seed": run.seed, "seed": seed, "n_train": len(fold.train), "n_test": len(fold.test),
-              "train_subjects": train_subjects, "device": str(device), "seconds": round(seconds, 2),
-              "final": history[-1], "history": history}
+              "train_subjects": train_subjects, "final": history[-1], "history": history}
     write_json(record_path(folder, fold.subject), record)
-    return record
+    return {**record, "device": str(device), "seconds": round(seconds, 2)}
 
 
 # ---- parallel workers -------------------------------------------------------------------------------
@@ -131,12 +135,13 @@ def work_dir(out: Path, datasets: Sequence[str]) -> Path:
 
 
 def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig, progress: bool, work: Path,
-           **kwargs: Any) -> None:
+           **kwargs: Any) -> list[dict[str, Any]]:
     """Every run, in this process or in ``config.workers`` spawned ones (which read the inputs from
-    ``work``, removed afterwards)."""
+    ``work``, removed afterwards); returns what ``run_fold`` returned, in the order of ``runs``."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(runs), desc="loso folds", disable=not progress)
+    done: dict[tuple[int, str, str], dict[str, Any]] = {}
     if config.workers == 1 or len(runs) == 1:
         device = resolve_device(config.device)
         threads = torch.get_num_threads()
@@ -144,7 +149,8 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
             torch.set_num_threads(config.threads)
         try:
             for run in runs:
-                _log_fold(run_fold(data, run, config=config, device=device, progress=progress, **kwargs))
+                done[run.label] = _log_fold(run_fold(data, run, config=config, device=device, progress=progress,
+                                                     **kwargs))
                 bar.update()
         finally:
             torch.set_num_threads(threads)
@@ -159,13 +165,14 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
             initargs = (context.Value("i", 0), str(inputs_path), config.device, threads, logging.getLogger().level)
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                      initargs=initargs) as pool:
-                futures = [pool.submit(_worker_fold, run, {**kwargs, "config": config}) for run in runs]
+                futures = {pool.submit(_worker_fold, run, {**kwargs, "config": config}): run for run in runs}
                 for future in as_completed(futures):
-                    _log_fold(future.result())
+                    done[futures[future].label] = _log_fold(future.result())
                     bar.update()
         finally:
             shutil.rmtree(work, ignore_errors=True)
     bar.close()
+    return [done[run.label] for run in runs]
 
 
 def plan_runs(samples: Samples, *, out: Path, model_config: SCViTConfig, config: LosoConfig, num_classes: int,
@@ -224,6 +231,7 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
     if skipped:
         log.info("loso: %d of %d run(s) already done with these parameters and data", len(skipped), len(runs))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    outcomes = []
     if todo:
         x, channels = build_inputs(samples, model_config.input_config())
         data = {"x": x, "y": torch.as_tensor(labels, dtype=torch.long), "clips": frame["clip"].astype(str).tolist(),
@@ -231,16 +239,19 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
         log.info("loso (%s): %d of %d run(s) to train (%d seed(s)), %d samples, input %s, %d worker(s)",
                  config.protocol, len(todo), len(runs), len(config.seeds), len(frame), tuple(x.shape[1:]),
                  min(config.workers, len(todo)))
-        _train(todo, data, config=config, progress=progress, work=work, out=out, model_config=model_config,
-               num_classes=num_classes, negate=tuple(i for i, c in enumerate(channels) if c in HORIZONTAL))
+        outcomes = _train(todo, data, config=config, progress=progress, work=work, out=out,
+                          model_config=model_config, num_classes=num_classes,
+                          negate=tuple(i for i, c in enumerate(channels) if c in HORIZONTAL))
     predictions = collect_predictions(out, samples, seeds=config.seeds, datasets=datasets)
     per_seed = seed_scores(predictions, num_classes)
     summary = summarise(per_seed)
     for dataset in datasets:
         _write_dataset(out, dataset, predictions=predictions, per_seed=per_seed, summary=summary,
                        excluded=samples.excluded, protocol=config.protocol)
+    timings = tuple({k: o[k] for k in ("base_seed", "dataset", "subject", "seconds", "device")} for o in outcomes)
     return LosoResult(summary, per_seed, predictions, tuple(run.label for run in todo), skipped,
-                      time.perf_counter() - start, excluded=samples.excluded)
+                      time.perf_counter() - start, timings, samples.excluded,
+                      {k: getattr(config, k) for k in config.EXECUTION_KEYS})
 
 
 def _write_dataset(out: Path, dataset: str, *, predictions: pd.DataFrame, per_seed: pd.DataFrame,
@@ -263,8 +274,20 @@ def _write_dataset(out: Path, dataset: str, *, predictions: pd.DataFrame, per_se
         (out / dataset / "excluded.csv").unlink(missing_ok=True)
 
 
-def _log_fold(record: dict[str, Any]) -> None:
-    final = record["final"]
+def timing_report(result: LosoResult) -> dict[str, Any]:
+    """Run times and host facts of a LOSO call, for a timing file outside the results (they differ
+    between identical runs, so they never go into the results or the metrics)."""
+    return {"seconds": round(result.seconds, 2), "ran": len(result.ran), "skipped": len(result.skipped),
+            "loso": result.execution,
+            "host": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
+                     "torch_threads": torch.get_num_threads(),
+                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+            "runs": list(result.timings)}
+
+
+def _log_fold(outcome: dict[str, Any]) -> dict[str, Any]:
+    final = outcome["final"]
     log.info("fold %s/%s seed %d: %d train / %d test, %d epochs, loss %.4f (ce %.4f, sc %.4f), %.1f s on %s",
-             record["dataset"], record["subject"], record["base_seed"], record["n_train"], record["n_test"],
-             final["epoch"], final["loss"], final["ce"], final["sc"], record["seconds"], record["device"])
+             outcome["dataset"], outcome["subject"], outcome["base_seed"], outcome["n_train"], outcome["n_test"],
+             final["epoch"], final["loss"], final["ce"], final["sc"], outcome["seconds"], outcome["device"])
+    return outcome
