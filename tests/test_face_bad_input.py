@@ -142,3 +142,25 @@ def test_damaged_onset_data_is_reported_as_corrupt_not_as_no_face(tmp_path):
     assert fails.loc["clean", "problem"] == "no_face"  # a clean onset without a face is still that
     assert fails.loc["bad_onset", "problem"] == "corrupt_frame"
     assert fails.loc["bad_onset", "detail"].startswith("key frame 1: img1.jpg decodes, but ")
+
+
+def test_a_grey_frame_in_a_colour_clip_is_listed_not_converted(tmp_path):
+    raw = tmp_path / "raw"
+    rows = [steady_clip(raw, "s1", "grey_mid", seed=1), steady_clip(raw, "s1", "grey_apex", seed=2),
+            steady_clip(raw, "s1", "grey_onset", seed=3)]
+    for row, n in zip(rows, (7, 5, 1)):
+        path = Path(row["frames_dir"]) / f"img{n}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY))  # one-channel JPEG
+    summary = run(tmp_path, rows, max_failure_rate=1.0)
+    assert (summary["n_ok"], summary["n_failed"]) == (1, 2)
+    fails = failures(tmp_path)
+    onset_rows = fails[fails["clip"] == "grey_onset"]
+    assert fails[fails["clip"] != "grey_onset"].values.tolist() == [
+        ["s1", "grey_mid", "color_mismatch", "img7.jpg is grey, the onset frame in colour; frame 7 left out",
+         "warning"],
+        ["s1", "grey_apex", "color_mismatch", "key frame 5: img5.jpg is grey, the onset frame in colour", "failure"]]
+    assert onset_rows["severity"].tolist() == ["warning"] * 6 + ["failure"]  # frames 2-4, 6-8, then the clip
+    assert onset_rows["detail"].iloc[-1] == ("key frame 5: img5.jpg is in colour, the onset frame grey; "
+                                             "key frame 9: img9.jpg is in colour, the onset frame grey")
+    assert not (tmp_path / "out" / "s1" / "grey_mid" / "img7.jpg").exists()
+    assert pd.read_csv(tmp_path / "out" / "manifest.csv")["n_frames"].tolist() == [8]

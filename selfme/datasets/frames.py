@@ -51,9 +51,14 @@ def detect_color(path: str | Path) -> str:
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"unreadable or corrupt image: {path}")
+    return "gray" if looks_gray(image) else "rgb"
+
+
+def looks_gray(image: np.ndarray) -> bool:
+    """True for a single-channel image or one whose colour channels are equal (within 2 levels)."""
     if image.ndim == 2 or image.shape[2] == 1:
-        return "gray"
-    channels = image[:, :, :3].astype(np.int16)
+        return True
+    channels = image[:, :, :3].astype(np.float32)
     spread = np.abs(channels - channels[:, :, :1]).max()
     # JPEG chroma subsampling leaves tiny differences in grey images saved as colour.
-    return "gray" if spread <= 2 else "rgb"
+    return bool(spread <= 2)

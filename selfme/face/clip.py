@@ -17,7 +17,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from selfme.datasets.frames import index_frames
+from selfme.datasets.frames import index_frames, looks_gray
 from selfme.face import records as R
 from selfme.face.align import align_eyes, warp, warp_displacement
 from selfme.face.config import CropConfig
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 class FrameSizeError(ValueError):
     """A frame whose size differs from the onset frame's."""
+
+
+class FrameColorError(ValueError):
+    """A frame of a colour clip whose colour mode differs from the onset's (a grey frame read as colour
+    is a frame unlike the others, and the motion to it is spurious)."""
 
 
 class ClipCropper:
@@ -145,7 +150,8 @@ class ClipCropper:
         drift = self._drift(job, face, matrix, drift_numbers, drift_images, warnings)
 
         with atomic_dir(job.out_dir) as tmp:
-            futures = {n: self.pool.submit(self._warp_frame, path, tmp, matrix, (h, w), gray)
+            onset_gray = gray or looks_gray(thumbnail(onset_image))
+            futures = {n: self.pool.submit(self._warp_frame, path, tmp, matrix, (h, w), gray, onset_gray)
                        for n, path in selected.items()}
             written = self._collect(job, selected, futures, tmp, f"{w}x{h}", warnings)
             gt_written = self._ground_truth(job, gt_in, matrix, (h, w), warnings)
@@ -175,16 +181,22 @@ class ClipCropper:
 
     def _collect(self, job: ClipJob, selected: dict[int, Path], futures: dict[int, Future], tmp: Path,
                  onset_size: str, warnings: list[Problem]) -> list[tuple[int, str]]:
-        """Wait for every frame, then decide: a key frame that is unreadable or damaged (decodes, but
-        disagrees with its neighbours: ``selfme.face.consistency``) fails the clip, as do frames of
-        another size; another such frame is left out with a warning. Returns (number, file) written."""
+        """Wait for every frame, then decide: a key frame that is unreadable, damaged (decodes, but
+        disagrees with its neighbours: ``selfme.face.consistency``) or of another colour mode than the
+        onset (a grey frame in a colour clip) fails the clip, as do frames of another size; another such frame is left out with a warning. Returns
+        (number, file) of the frames written."""
         keys = set(job.key_frames())
-        written, thumbs, size_errors, corrupt_keys = {}, {}, [], []
+        written, thumbs, size_errors, corrupt_keys, color_keys = {}, {}, [], [], []
         for n, future in futures.items():
             try:
                 written[n], thumbs[n] = future.result()
             except FrameSizeError as exc:
                 size_errors.append(str(exc))
+            except FrameColorError as exc:
+                if n in keys:
+                    color_keys.append(f"key frame {n}: {exc}")
+                else:
+                    warnings.append(self._problem(job, R.COLOR_MISMATCH, f"{exc}; frame {n} left out", "warning"))
             except (CorruptFrame, FileNotFoundError) as exc:
                 if n in keys:
                     corrupt_keys.append(f"key frame {n}: {exc}")
@@ -200,20 +212,26 @@ class ClipCropper:
                     (tmp / written.pop(n)).unlink()
         if corrupt_keys:
             raise ClipFailed(R.CORRUPT_FRAME, "; ".join(corrupt_keys))
+        if color_keys:
+            raise ClipFailed(R.COLOR_MISMATCH, "; ".join(color_keys))
         if size_errors:
             raise ClipFailed(R.FRAME_SIZE_MISMATCH, (
                 f"the onset frame is {onset_size} but {len(size_errors)} frame(s) differ: "
                 + "; ".join(size_errors[:5])))
         return list(written.items())
 
-    def _warp_frame(self, path: Path, folder: Path, matrix: np.ndarray, shape: tuple[int, int],
-                    gray: bool) -> tuple[str, np.ndarray]:
-        """Read, check size, warp and write one frame (runs on a pool thread; OpenCV releases the GIL);
-        returns the written name and the source's thumbnail for the consistency check."""
+    def _warp_frame(self, path: Path, folder: Path, matrix: np.ndarray, shape: tuple[int, int], gray: bool,
+                    onset_gray: bool) -> tuple[str, np.ndarray]:
+        """Read, check size and colour mode (those of the onset), warp and write one frame (runs on a pool
+        thread; OpenCV releases the GIL); returns the written name and the source's thumbnail."""
         cfg = self.config
         image = read_frame(path, gray=gray)
         if image.shape[:2] != shape:
             raise FrameSizeError(f"{path.name} is {image.shape[1]}x{image.shape[0]}")
+        thumb = thumbnail(image)
+        if not gray and looks_gray(thumb) != onset_gray:
+            modes = ("grey", "in colour") if onset_gray else ("in colour", "grey")
+            raise FrameColorError(f"{path.name} is {modes[1]}, the onset frame {modes[0]}")
         crop = warp(image, matrix, cfg.size, border=cfg.border)
         if gray and cfg.gray == "replicate":
             crop = np.repeat(crop[:, :, None], 3, axis=2)
@@ -224,7 +242,7 @@ class ClipCropper:
         if not ok:
             raise ValueError(f"could not encode {name}")
         (folder / name).write_bytes(buf.tobytes())
-        return name, thumbnail(image)
+        return name, thumb
 
     def _drift(self, job: ClipJob, face: Face, matrix: np.ndarray, numbers: list[int],
                images: list[np.ndarray], warnings: list[Problem]) -> float:
