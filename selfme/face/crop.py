@@ -153,20 +153,10 @@ def crop_dataset(manifest: str | os.PathLike | pd.DataFrame, out_dir: str | os.P
         return built
 
     rows = [{k: v for k, v in r.items() if k in MANIFEST_COLUMNS} for r in frame.to_dict("records")]
-    results: list[ClipResult] = []
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crop") as pool:
         cropper = ClipCropper(config=config, backend_factory=factory, pool=pool)
-        bar = tqdm(rows, desc=f"crop {dataset}", unit="clip", disable=not progress)
-        for row in bar:
-            job = _job(row, out_dir, gt_root)
-            if not str(row.get("frames_dir") or "").strip() or str(row["frames_dir"]) == "nan":
-                failed = ClipFailed(R.MISSING_CLIP_FOLDER, "the manifest row has no frames_dir "
-                                    "(built with --allow-missing-frames?)")
-                results.append(cropper.failed(job, [], failed))
-                continue
-            results.append(cropper.crop(job, force=force))
-            bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
+        results = _crop_rows(cropper, rows, out_dir, gt_root, force=force, progress=progress, dataset=dataset)
     seconds = time.perf_counter() - start
 
     ok = [r for r in results if r.row]
@@ -178,16 +168,42 @@ def crop_dataset(manifest: str | os.PathLike | pd.DataFrame, out_dir: str | os.P
 
     n_gt_inputs = sum(1 for r in rows if gt_root and (gt_root / str(r["subject"]) / f"{r['clip']}.npy").is_file())
     summary = summarise(results, dataset=dataset, config=config, seconds=seconds, n_gt_inputs=n_gt_inputs)
+    _write_outputs(out_dir, results, summary)
+    log.info("crop %s: %d cropped, %d up to date, %d failed of %d clips; %d frames in %.1f s (%.1f frames/s)",
+             dataset, summary["n_cropped"], summary["n_skipped_up_to_date"], summary["n_failed"],
+             summary["n_clips"], summary["frames_written"], seconds, summary["frames_per_second"])
+    _check_failure_rate(summary, config.max_failure_rate, out_dir)
+    return summary
+
+
+def _crop_rows(cropper: ClipCropper, rows: list[dict[str, Any]], out_dir: Path, gt_root: Path | None, *,
+               force: bool, progress: bool, dataset: str) -> list[ClipResult]:
+    """Every manifest row through the cropper (a row without frames_dir is a listed failure)."""
+    results: list[ClipResult] = []
+    bar = tqdm(rows, desc=f"crop {dataset}", unit="clip", disable=not progress)
+    for row in bar:
+        job = _job(row, out_dir, gt_root)
+        if not str(row.get("frames_dir") or "").strip() or str(row["frames_dir"]) == "nan":
+            failed = ClipFailed(R.MISSING_CLIP_FOLDER, "the manifest row has no frames_dir "
+                                "(built with --allow-missing-frames?)")
+            results.append(cropper.failed(job, [], failed))
+            continue
+        results.append(cropper.crop(job, force=force))
+        bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
+    return results
+
+
+def _write_outputs(out_dir: Path, results: list[ClipResult], summary: dict[str, Any]) -> None:
+    """manifest.csv (the cropped clips), failures.csv (every problem) and summary.json."""
     columns = MANIFEST_COLUMNS + EXTRA_COLUMNS
-    write_csv(out_dir / "manifest.csv", pd.DataFrame([r.row for r in ok], columns=columns))
+    write_csv(out_dir / "manifest.csv", pd.DataFrame([r.row for r in results if r.row], columns=columns))
     write_csv(out_dir / "failures.csv",
               pd.DataFrame([p.as_row() for r in results for p in r.problems], columns=FAILURE_COLUMNS))
     # summary.json is part of the DVC-tracked output: only what the output holds, not this run's timing.
     write_json(out_dir / "summary.json", {k: v for k, v in summary.items() if k not in RUN_ONLY_KEYS})
-    log.info("crop %s: %d cropped, %d up to date, %d failed of %d clips; %d frames in %.1f s (%.1f frames/s)",
-             dataset, summary["n_cropped"], summary["n_skipped_up_to_date"], summary["n_failed"],
-             summary["n_clips"], summary["frames_written"], seconds, summary["frames_per_second"])
-    limit = config.max_failure_rate
+
+
+def _check_failure_rate(summary: dict[str, Any], limit: float, out_dir: Path) -> None:
     rate = summary["n_failed"] / summary["n_clips"] if summary["n_clips"] else 0.0
     if rate > limit:
         by_problem = {k: v["failure"] for k, v in summary["problems"].items() if v["failure"]}
@@ -195,4 +211,3 @@ def crop_dataset(manifest: str | os.PathLike | pd.DataFrame, out_dir: str | os.P
             f"{summary['n_failed']} of {summary['n_clips']} clips ({rate:.1%}) could not be cropped, more "
             f"than crop.max_failure_rate = {limit:.1%} allows (failures by problem: {by_problem}); "
             f"see {out_dir / 'failures.csv'}")
-    return summary
