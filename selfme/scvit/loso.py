@@ -77,27 +77,49 @@ def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: 
     the record plus the run's ``device`` and ``seconds`` (logged, never written into the results).
 
     ``data``: x [N, C, S, S], y [N], clips and ids (``dataset/subject`` of every row)."""
-    fold, ids = run.fold, data["ids"]
-    train_subjects = sorted({ids[i] for i in fold.train})
-    if set(fold.train) & set(fold.test) or fold.name in train_subjects or {ids[i] for i in fold.test} != {fold.name}:
-        raise RuntimeError(f"fold {fold.name}: the held-out subject is also in the training set")
+    fold = run.fold
+    check_fold(data, run)
     start = time.perf_counter()
-    seed = run_seed(run.seed, fold)
     folder = seed_dir(out, fold.dataset, run.seed)
     x, y = data["x"], data["y"]
-    train_idx, test_idx = torch.as_tensor(fold.train), torch.as_tensor(fold.test)
+    train_idx = torch.as_tensor(fold.train)
     with deterministic():
         model, history = train_fold(x[train_idx], y[train_idx], model_config=model_config, config=config,
-                                    num_classes=num_classes, seed=seed, device=device, negate=negate,
-                                    live_dir=folder / "live" / fold.subject if config.live else None,
+                                    num_classes=num_classes, seed=run_seed(run.seed, fold), device=device,
+                                    negate=negate, live_dir=folder / "live" / fold.subject if config.live else None,
                                     progress=progress)
-        probs = predict(model, x[test_idx], device=device)
+    return finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes, device=device,
+                       seconds=time.perf_counter() - start)
+
+
+def check_fold(data: Mapping[str, Any], run: FoldRun) -> None:
+    """The held-out subject's rows are the test rows and none of them, nor the subject, is in training."""
+    fold, ids = run.fold, data["ids"]
+    train_subjects = {ids[i] for i in fold.train}
+    if set(fold.train) & set(fold.test) or fold.name in train_subjects or {ids[i] for i in fold.test} != {fold.name}:
+        raise RuntimeError(f"fold {fold.name}: the held-out subject is also in the training set")
+
+
+def finish_fold(data: Mapping[str, Any], run: FoldRun, model: torch.nn.Module, history: list[dict[str, float]], *,
+                out: Path, config: LosoConfig, num_classes: int, device: torch.device, seconds: float
+                ) -> dict[str, Any]:
+    """Predict the held-out subject with the trained model, write its CSV then its record; returns the
+    record plus ``device`` and ``seconds`` (training seconds given, prediction added)."""
+    start = time.perf_counter()
+    fold, ids = run.fold, data["ids"]
+    train_subjects = sorted({ids[i] for i in fold.train})
+    seed = run_seed(run.seed, fold)
+    folder = seed_dir(out, fold.dataset, run.seed)
+    y = data["y"]
+    test_idx = torch.as_tensor(fold.test)
+    with deterministic():
+        probs = predict(model, data["x"][test_idx], device=device)
     frame = pd.DataFrame({"clip": [data["clips"][i] for i in fold.test], "label_id": y[test_idx].numpy(),
                           "pred_id": probs.argmax(axis=1)})
     for c in range(num_classes):
         frame[f"p_{c}"] = np.round(probs[:, c], 6)
     write_csv(folder / f"{fold.subject}.csv", frame)
-    seconds = time.perf_counter() - start
+    seconds += time.perf_counter() - start
     record = {"dataset": fold.dataset, "subject": fold.subject, "key": run.key, "protocol": config.protocol,
               "base_seed": run.seed, "seed": seed, "n_train": len(fold.train), "n_test": len(fold.test),
               "train_subjects": train_subjects, "final": history[-1], "history": history}
@@ -148,7 +170,13 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         try:
-            for run in runs:
+            if config.stack_folds > 1:  # several folds as one stacked model (selfme.scvit.stacked)
+                from selfme.scvit.stacked import run_folds_stacked
+
+                for run, record in run_folds_stacked(data, runs, config=config, device=device, **kwargs):
+                    done[run.label] = _log_fold(record)
+                    bar.update()
+            for run in (r for r in runs if r.label not in done):
                 done[run.label] = _log_fold(run_fold(data, run, config=config, device=device, progress=progress,
                                                      **kwargs))
                 bar.update()

@@ -45,6 +45,9 @@ class LosoConfig:
     Execution only (they do not change what a fold computes, so they do not key its results):
     workers (parallel fold processes), device (auto | cpu | cuda | cuda:N), threads (torch threads
     per worker; 0: cores / workers), live (dvclive training curves per fold).
+    stack_folds: train up to this many folds at once as one stacked model (``selfme.scvit.stacked``;
+        1: one at a time). The same computation in exact arithmetic, but float rounding differs and
+        grows over a long schedule as a different seed would, so it keys the results.
     """
 
     epochs: int = 60
@@ -62,6 +65,7 @@ class LosoConfig:
     device: str = "auto"
     threads: int = 0
     live: bool = False
+    stack_folds: int = 1
 
     EXECUTION_KEYS = ("workers", "device", "threads", "live")
 
@@ -75,8 +79,8 @@ class LosoConfig:
                              f"(got {self.shift_px}, {self.label_smoothing})")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
-        if self.workers < 1:
-            raise ValueError(f"loso.workers must be >= 1, got {self.workers}")
+        if self.workers < 1 or self.stack_folds < 1:
+            raise ValueError(f"loso.workers and loso.stack_folds must be >= 1, got {self.workers}, {self.stack_folds}")
         if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise ValueError(f"loso.seeds is a non-empty list of seeds, e.g. [0, 1, 2], got {self.seeds!r}")
         seeds = tuple(int(s) for s in self.seeds)

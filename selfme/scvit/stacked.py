@@ -1,0 +1,209 @@
+"""Several LOSO folds trained at once as one stacked model (``loso.stack_folds``), for small models on CPU.
+
+A tiny SCViT or CNN step on a batch of 16-32 motion images costs about as much in per-call overhead as
+in arithmetic, so LOSO's dozens of folds are stacked: every fold keeps its own parameters, its own
+Adam state, its own seed, batch order and augmentation draws, and one ``torch.func.vmap`` over
+``functional_call`` runs all their forward passes together. Each fold's loss is computed on its own
+batch only, and the sum over folds has the per-fold gradients (no parameter is shared), so a stacked
+fold computes what the plain ``train_fold`` computes, up to float rounding (tested on a tiny case).
+
+What this needs: equal step counts per epoch within a stack (``steps_per_epoch``; folds are grouped
+by it), no dropout or stochastic depth (vmap runs with ``randomness='error'``) and no batch norm.
+A fold's last batch of an epoch is usually smaller: every fold's batch is padded to the largest one
+of the step and the padded rows are masked out of the cross-entropy and the SC loss (the masked forms
+below equal ``F.cross_entropy`` and ``symmetric_contrastive_loss`` on the unpadded rows).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
+
+from selfme.scvit.augment import augment
+from selfme.scvit.factory import SCViTConfig, create_scvit
+from selfme.scvit.losses import _EXCLUDED
+from selfme.scvit.regions import QUADRANTS, positive_region_pairs
+from selfme.scvit.train import LosoConfig, class_weights
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return math.ceil(n_train / batch_size)
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor,
+                         label_smoothing: float = 0.0) -> torch.Tensor:
+    """``F.cross_entropy(logits[valid], labels[valid], weight, label_smoothing)`` without indexing
+    (mean reduction: weighted by weight[y], label smoothing spread uniformly over the classes)."""
+    logp = torch.log_softmax(logits.float(), dim=1)
+    w_y = weight[labels] * valid
+    total = w_y.sum()
+    nll = -(w_y * logp.gather(1, labels[:, None])[:, 0]).sum() / total
+    if label_smoothing == 0:
+        return nll
+    smooth = -((logp * weight[None, :]).sum(1) * valid).sum() / total
+    return (1 - label_smoothing) * nll + label_smoothing / logits.shape[1] * smooth
+
+
+def _masked_mean(summed: torch.Tensor, n_pos: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    has = (n_pos > 0) & anchors
+    terms = torch.where(has, -summed / n_pos.clamp(min=1), torch.zeros_like(summed))
+    return terms.sum(), has.sum()
+
+
+def masked_sc_loss(regions: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, *, tau: float,
+                   form: str = "eq14", own_mirror: bool = True) -> torch.Tensor:
+    """``symmetric_contrastive_loss`` (Eq. 14 or supcon; see ``selfme.scvit.losses``) of the rows where
+    ``valid``: invalid rows are neither anchors nor candidates. Mean over the terms with positives."""
+    b, r, _ = regions.shape
+    z = F.normalize(regions.float(), dim=2)
+    pairs = positive_region_pairs(QUADRANTS) if r == len(QUADRANTS) else torch.eye(r, dtype=torch.bool)
+    same = labels[:, None] == labels[None, :]
+    itself = torch.eye(b, dtype=torch.bool, device=z.device)
+    absent = ~valid[None, :].expand(b, b)
+    total, count = z.sum() * 0.0, torch.zeros((), dtype=torch.long, device=z.device)
+    if form == "eq14":
+        for alpha, beta in pairs.nonzero().tolist():
+            excluded = (itself if (alpha == beta or not own_mirror) else torch.zeros_like(itself)) | absent
+            logits = (z[:, alpha] @ z[:, beta].T / tau).masked_fill(excluded, _EXCLUDED)
+            log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+            positive = same & ~excluded
+            summed = torch.where(positive, log_prob, torch.zeros_like(log_prob)).sum(1)
+            t, c = _masked_mean(summed, positive.sum(1), valid)
+            total, count = total + t, count + c
+    else:
+        flat = z.reshape(b * r, -1)
+        sample = torch.arange(b, device=z.device).repeat_interleave(r)
+        region = torch.arange(r, device=z.device).repeat(b)
+        self_flat = torch.eye(b * r, dtype=torch.bool, device=z.device)
+        excluded = self_flat | ~valid[sample][None, :].expand(b * r, b * r)
+        logits = (flat @ flat.T / tau).masked_fill(excluded, _EXCLUDED)
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        positive = same[sample][:, sample] & pairs.to(z.device)[region][:, region] & ~excluded
+        if not own_mirror:
+            positive = positive & (sample[:, None] != sample[None, :])
+        summed = torch.where(positive, log_prob, torch.zeros_like(log_prob)).sum(1)
+        total, count = _masked_mean(summed, positive.sum(1), valid[sample])
+    return total / count.clamp(min=1)
+
+
+def _check_stackable(model_config: SCViTConfig, models: Sequence[nn.Module]) -> None:
+    if model_config.drop_rate or model_config.drop_path_rate:
+        raise ValueError("loso.stack_folds > 1 needs scvit.drop_rate: 0 and scvit.drop_path_rate: 0")
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+        raise ValueError("loso.stack_folds > 1 cannot train models with batch norm")
+
+
+def _batch(x: torch.Tensor, y: torch.Tensor, parts: list[torch.Tensor], generators: list[torch.Generator],
+           config: LosoConfig, negate: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every fold's batch, augmented with its own generator, padded to the largest: x, y, valid."""
+    width = max(len(p) for p in parts)
+    xb = x.new_zeros((len(parts), width, *x.shape[1:]))
+    yb = torch.zeros((len(parts), width), dtype=torch.long)
+    valid = torch.zeros((len(parts), width), dtype=torch.bool)
+    for f, (idx, gen) in enumerate(zip(parts, generators)):
+        part = x[idx]
+        if config.hflip > 0 or config.shift_px > 0:
+            part = augment(part, generator=gen, hflip=config.hflip, shift_px=config.shift_px, negate=negate)
+        xb[f, :len(idx)], yb[f, :len(idx)], valid[f, :len(idx)] = part, y[idx], True
+    return xb, yb, valid
+
+
+def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.Tensor], seeds: Sequence[int], *,
+                        model_config: SCViTConfig, config: LosoConfig, num_classes: int, device: torch.device,
+                        negate: tuple[int, ...] = ()) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
+    """Train one model per fold (training rows ``train[f]`` of x [N, C, S, S] / y [N], seed ``seeds[f]``)
+    as ``train_fold`` would; returns the models after the last epoch and their per-epoch histories."""
+    steps = {steps_per_epoch(len(t), config.batch_size) for t in train}
+    if len(steps) != 1:
+        raise ValueError(f"stacked folds need equal steps per epoch, got {sorted(steps)}")
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # initialisation, as train_fold
+        models.append(create_scvit(model_config, num_classes=num_classes, in_chans=int(x.shape[1]))[0].to(device))
+    _check_stackable(model_config, models)
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    omega = model_config.omega
+
+    def forward(p, b, xb):
+        return functional_call(base, (p, b), (xb,), {"with_regions": True}) if omega > 0 else \
+            (functional_call(base, (p, b), (xb,)), xb.new_zeros(()))
+
+    ones = torch.ones(num_classes)
+    weights = torch.stack([class_weights(y[t], num_classes) if config.class_weight == "balanced" else ones
+                           for t in train]).to(device)
+    ce_fn = vmap(lambda lo, yy, v, w: masked_cross_entropy(lo, yy, v, w, config.label_smoothing))
+    sc_fn = vmap(lambda r, yy, v: masked_sc_loss(r, yy, v, tau=model_config.tau, form=model_config.sc_form,
+                                                  own_mirror=model_config.sc_own_mirror))
+    step_fn = vmap(forward, randomness="error")
+    # torch has no vmap rule for CPU flash attention yet and warns on every call; the fallback is exact
+    warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+    optimizer = torch.optim.Adam(list(params.values()), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    histories: list[list[dict[str, float]]] = [[] for _ in seeds]
+    for epoch in range(config.epochs):
+        orders = [t[torch.randperm(len(t), generator=g)] for t, g in zip(train, generators)]
+        sums = torch.zeros(len(seeds), 4, dtype=torch.float64)   # loss, ce, sc, correct (per fold)
+        for start in range(0, max(len(o) for o in orders), config.batch_size):
+            parts = [o[start:start + config.batch_size] for o in orders]
+            xb, yb, valid = (t.to(device) for t in _batch(x, y, parts, generators, config, negate))
+            logits, regions = step_fn(params, buffers, xb)
+            ce = ce_fn(logits, yb, valid, weights)
+            sc = sc_fn(regions, yb, valid) if omega > 0 else torch.zeros_like(ce)
+            loss = ce + omega * sc
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            n = valid.sum(1).double().cpu()
+            correct = ((logits.argmax(2) == yb) & valid).sum(1).double().cpu()
+            sums += torch.stack([loss.detach().double().cpu() * n, ce.detach().double().cpu() * n,
+                                 sc.detach().double().cpu() * n, correct], dim=1)
+        lr = optimizer.param_groups[0]["lr"]
+        for f, t in enumerate(train):
+            loss_f, ce_f, sc_f, correct_f = (float(v) / len(t) for v in sums[f])
+            histories[f].append({"epoch": epoch + 1, "lr": lr, "loss": loss_f, "ce": ce_f, "sc": sc_f,
+                                 "train_acc": correct_f})
+        scheduler.step()
+    for f, model in enumerate(models):
+        model.load_state_dict({**{k: v[f].detach() for k, v in params.items()},
+                               **{k: v[f] for k, v in buffers.items()}})
+    return models, histories
+
+
+def run_folds_stacked(data, runs, *, out, model_config: SCViTConfig, config: LosoConfig, num_classes: int,
+                      device: torch.device, negate: tuple[int, ...], progress: bool = False):
+    """LOSO runs (``selfme.scvit.loso.FoldRun``) in stacks of up to ``config.stack_folds`` folds with equal
+    steps per epoch; yields (run, record) as ``loso.run_fold`` returns it, stack by stack."""
+    import time
+
+    from selfme.scvit.folds import run_seed
+    from selfme.scvit.loso import check_fold, finish_fold
+    from selfme.scvit.train import deterministic
+
+    if config.live:
+        raise ValueError("loso.live (dvclive curves per fold) needs loso.stack_folds: 1")
+    groups: dict[int, list] = {}
+    for run in runs:
+        check_fold(data, run)
+        groups.setdefault(steps_per_epoch(len(run.fold.train), config.batch_size), []).append(run)
+    x, y = data["x"], data["y"]
+    for group in groups.values():
+        for i in range(0, len(group), config.stack_folds):
+            stack = group[i:i + config.stack_folds]
+            start = time.perf_counter()
+            with deterministic():
+                models, histories = train_folds_stacked(
+                    x, y, [torch.as_tensor(r.fold.train) for r in stack], [run_seed(r.seed, r.fold) for r in stack],
+                    model_config=model_config, config=config, num_classes=num_classes, device=device, negate=negate)
+            seconds = (time.perf_counter() - start) / len(stack)
+            for run, model, history in zip(stack, models, histories):
+                yield run, finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes,
+                                       device=device, seconds=seconds)
