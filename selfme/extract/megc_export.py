@@ -118,7 +118,12 @@ def _samples(indexes: Sequence[Path], protocol: str) -> tuple[pd.DataFrame, dict
     """All indexes' samples (db, subject, clip, label_id, path, image) and each db's motion method."""
     frames, methods = [], {}
     for index in indexes:
-        samples = motion_index_samples(index).frame  # checks columns, motion files, duplicates
+        loaded = motion_index_samples(index)  # checks columns, motion files, duplicates
+        if len(loaded.excluded):  # an export is all of the index or nothing
+            first = loaded.excluded.iloc[0]
+            raise ValueError(f"{first['path']}: {first['reason']} ({len(loaded.excluded)} clip(s) of {index} "
+                             f"cannot be exported)")
+        samples = loaded.frame
         table = pd.read_csv(index, dtype={"subject": str, "clip": str, "label": str}).dropna(subset=["motion_path"])
         _check_labels(table, index, protocol)
         method = str(table["motion_method"].iloc[0]) if "motion_method" in table.columns else "unknown"
