@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, invert_displacement,
                             lattice_spacing, scaling_and_squaring)
 from selfme.extract.config import ExtractConfig
+from selfme.extract.inference import inference_learner
 from selfme.flow.classic import classical_flow
 from selfme.io import file_sha256
 
@@ -92,7 +93,7 @@ class MotionEngine:
                     digest.update(name.encode())
                     digest.update(tensor.detach().cpu().numpy().tobytes())
                 self.model_checksum = digest.hexdigest()
-            self.learner = learner.to(self.device).eval()
+            self.learner = inference_learner(learner.eval()).to(self.device)  # a copy (selfme.extract.inference)
             self.image_size = int(self.learner.config["image_size"])
         log.info("motion %s on %s%s", config.method, self.device,
                  f", model {str(model_path)!r}" if model_path else "")
@@ -101,7 +102,7 @@ class MotionEngine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _learned(self, onsets: torch.Tensor, apexes: torch.Tensor, gamma: float,
                  out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config

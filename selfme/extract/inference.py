@@ -1,0 +1,184 @@
+"""The motion learner in inference form: the same function as the trained networks, less arithmetic.
+
+Extraction only needs the learner's dense motion (``estimate_motion``'s displacement). Three rewrites of a
+copy of the learner (the caller's model is left as it is) remove work that does not change it beyond
+float rounding; each rewritten block is checked against the block it replaces on a probe input before it
+is used, and kept as it was when they disagree (a block whose definition changed):
+
+* ``UpBlock2d`` (nearest x2 upsampling, 3 x 3 convolution, BN, ReLU) as four 2 x 2 convolutions of the
+  low-resolution input, one per output phase, with BN folded into them. Nearest upsampling repeats every
+  pixel twice, so output row 2i + p of the 3 x 3 convolution reads low-resolution rows (i - 1, i, i) for
+  p = 0 and (i, i, i + 1) for p = 1: kernel rows (k0, k1 + k2) on rows (i - 1, i) and (k0 + k1, k2) on
+  rows (i, i + 1); the same for columns. 16 multiply-adds per output pixel and channel pair instead of 36,
+  and no upsampled copy of the input. Zero padding agrees: upsampled row -1 (or 2H) and low-resolution
+  row -1 (or H) are both zero.
+* ``AntiAliasInterpolation2d`` (Gaussian blur, then every n-th pixel) as two matrix products with the
+  separable Gaussian: the blur is evaluated only where it is kept (1 / n^2 of the pixels), in 2 k taps
+  per pixel instead of k^2.
+* the dense motion network's occlusion head: extraction never reads the occlusion map.
+
+Eval mode only (BN folding uses the running statistics). Hourglass decoders of the paper architecture
+(vox-256) hold every up-convolution of the learner, about 60 % of its arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: For output phase p (0, 1): which rows of the 3 x 3 kernel act on low-resolution rows (i - 1 + p, i + p).
+PHASE_TAPS = (((0,), (1, 2)), ((0, 1), (2,)))
+#: Relative tolerance of the probe check of a rewritten block (float32 rounding is ~1e-7).
+PROBE_RTOL = 1e-4
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """3 x 3 kernels [Cout, Cin, 3, 3] of a conv after nearest x2 upsampling -> the four 2 x 2 kernels
+    [4, Cout, Cin, 2, 2] (phase index 2 p + q) acting on the low-resolution input."""
+    if tuple(weight.shape[2:]) != (3, 3):
+        raise ValueError(f"expected 3 x 3 kernels, got {tuple(weight.shape)}")
+    phases = []
+    for p in range(2):
+        for q in range(2):
+            rows = [weight[:, :, list(PHASE_TAPS[p][a])].sum(dim=2) for a in range(2)]   # [Cout, Cin, 3] each
+            taps = [[r[:, :, list(PHASE_TAPS[q][b])].sum(dim=2) for b in range(2)] for r in rows]
+            phases.append(torch.stack([torch.stack(t, dim=-1) for t in taps], dim=-2))    # [Cout, Cin, 2, 2]
+    return torch.stack(phases)
+
+
+def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of conv followed by eval-mode BN as one convolution."""
+    scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(norm.running_mean)
+    return conv.weight.detach() * scale[:, None, None, None], (bias - norm.running_mean) * scale + norm.bias.detach()
+
+
+class PhaseUpBlock2d(nn.Module):
+    """``UpBlock2d`` in inference form (see the module docstring): [B, Cin, H, W] -> [B, Cout, 2H, 2W]."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        weight, bias = fold_batch_norm(block.conv, block.norm)
+        kernels = phase_kernels(weight)                           # [4, Cout, Cin, 2, 2]
+        self.out_features = int(weight.shape[0])
+        self.register_buffer("weight", kernels.reshape(-1, *kernels.shape[2:]).contiguous())
+        self.register_buffer("bias", bias.repeat(4).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        c = self.out_features
+        weight, bias = self.weight.to(x.dtype), self.bias.to(x.dtype)
+        if h * w <= 16:  # tiny maps: one exact-size convolution per phase (no wasted border outputs)
+            outs = [F.conv2d(F.pad(x, (1 - q, q, 1 - p, p)), weight[(2 * p + q) * c:(2 * p + q + 1) * c],
+                             bias[(2 * p + q) * c:(2 * p + q + 1) * c]) for p in range(2) for q in range(2)]
+            y = torch.stack(outs, dim=1).view(b, 2, 2, c, h, w)
+        else:  # one convolution for all phases on the zero-padded input; phase (p, q) starts at (p, q)
+            full = F.conv2d(x, weight, bias, padding=1).view(b, 2, 2, c, h + 1, w + 1)
+            y = torch.stack([full[:, p, q, :, p:p + h, q:q + w] for p in range(2) for q in range(2)], dim=1)
+            y = y.view(b, 2, 2, c, h, w)
+        return F.relu(y.permute(0, 3, 4, 1, 5, 2).reshape(b, c, 2 * h, 2 * w))
+
+
+class SeparableAntiAlias(nn.Module):
+    """``AntiAliasInterpolation2d`` in inference form: its Gaussian is separable, g g^T, and only every
+    n-th output is kept, so blur-and-subsample is A X A^T with the banded matrix A [ceil(L / n), L + k - 1]
+    whose row i holds g at columns n i .. n i + k - 1 (L: the side, k: the kernel size)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        kernel = block.weight.detach()[0, 0].double()
+        self.register_buffer("taps", (kernel.sum(dim=1) / kernel.sum().sqrt()).float())  # g (sums to 1)
+        self.pad = (block.ka, block.kb, block.ka, block.kb)
+        self.stride = int(block.int_inv_scale)
+        self._bands: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def band(self, length: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (length, device, dtype)
+        if key not in self._bands:
+            k = self.taps.numel()
+            rows = (length - k) // self.stride + 1
+            band = torch.zeros(rows, length, dtype=dtype, device=device)
+            for i in range(rows):
+                band[i, self.stride * i:self.stride * i + k] = self.taps.to(device=device, dtype=dtype)
+            self._bands[key] = band
+        return self._bands[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, self.pad)
+        rows = self.band(padded.shape[-2], device=x.device, dtype=x.dtype)
+        cols = self.band(padded.shape[-1], device=x.device, dtype=x.dtype)
+        return rows @ padded @ cols.T
+
+
+def _probe_input(block: nn.Module, reference: nn.Module) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    device = next(iter(reference.state_dict().values())).device
+    if isinstance(block, PhaseUpBlock2d):
+        channels, side = int(reference.conv.in_channels), 5
+    else:
+        channels, side = int(reference.groups), 4 * int(reference.int_inv_scale) + 3
+    return torch.rand(2, channels, side, side + 1, generator=generator).to(device)
+
+
+def _agrees(block: nn.Module, reference: nn.Module) -> bool:
+    """The rewritten block computes what the original does, on a probe input (odd sizes, both paths)."""
+    x = _probe_input(block, reference)
+    with torch.no_grad():
+        expected, got = reference(x), block(x)
+        if isinstance(block, PhaseUpBlock2d):  # the tiny-map path too
+            small = x[..., :3, :4]
+            expected, got = [torch.cat([a.flatten(), b.flatten()]) for a, b in
+                             ((expected, reference(small)), (got, block(small)))]
+    if expected.shape != got.shape:
+        return False
+    return bool((expected - got).abs().max() <= PROBE_RTOL * max(1.0, float(expected.abs().max())))
+
+
+def _rewrite(child: nn.Module) -> nn.Module | None:
+    """The inference form of one module, or None when it has none."""
+    from selfme.motion.blocks import AntiAliasInterpolation2d, UpBlock2d
+
+    conv = getattr(child, "conv", None)
+    if type(child) is UpBlock2d and isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) \
+            and conv.padding == (1, 1) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 \
+            and conv.padding_mode == "zeros" and isinstance(child.norm, nn.BatchNorm2d) \
+            and child.norm.track_running_stats:
+        return PhaseUpBlock2d(child)
+    if type(child) is AntiAliasInterpolation2d and child.scale != 1.0:
+        kernel = child.weight.detach()
+        if bool((kernel == kernel[:1]).all()):  # one Gaussian for every channel (the block's definition)
+            return SeparableAntiAlias(child)
+    return None
+
+
+def inference_learner(learner: nn.Module) -> nn.Module:
+    """A copy of ``learner`` (eval mode) with the rewrites of the module docstring; a model without the
+    blocks (a stand-in learner) comes back as it was, the same object."""
+    from selfme.motion.dense_motion import DenseMotionNetwork
+
+    if not any(isinstance(m, DenseMotionNetwork) or _rewrite(m) is not None for m in learner.modules()):
+        return learner
+    fast = copy.deepcopy(learner).eval()
+    replaced = kept = 0
+    for module in list(fast.modules()):
+        if isinstance(module, DenseMotionNetwork) and module.occlusion is not None:
+            module.occlusion = None
+        for name, child in list(module.named_children()):
+            new = _rewrite(child)
+            if new is None:
+                continue
+            if _agrees(new, child):
+                setattr(module, name, new)
+                replaced += 1
+            else:
+                kept += 1
+    if kept:
+        log.warning("motion learner: %d block(s) kept as trained (their inference form disagreed with them)", kept)
+    log.debug("motion learner: %d block(s) in inference form", replaced)
+    return fast

@@ -1,0 +1,113 @@
+"""The motion learner's inference form (selfme.extract.inference) computes what the trained blocks compute."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfme.extract import ExtractConfig, MotionEngine
+from selfme.extract.inference import PhaseUpBlock2d, SeparableAntiAlias, inference_learner, phase_kernels
+from selfme.motion.blocks import AntiAliasInterpolation2d, UpBlock2d
+from selfme.motion.model import MotionLearner
+from tests.motion_testing import one_torch_thread, tiny_motion, torch_seed_0  # noqa: F401 (fixtures)
+
+
+def _randomise_norms(module: torch.nn.Module) -> None:
+    """BN statistics and affine parameters away from the identity, so folding them is exercised."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+def test_phase_kernels_by_hand():
+    # A 3 x 3 kernel with one tap at (row 0, col 0) after nearest x2 upsampling: output (2i, 2j) reads
+    # upsampled (2i - 1, 2j - 1) = low-res (i - 1, j - 1), output (2i + 1, 2j + 1) reads low-res (i, j).
+    weight = torch.zeros(1, 1, 3, 3)
+    weight[0, 0, 0, 0] = 1.0
+    kernels = phase_kernels(weight)[:, 0, 0]          # [4, 2, 2]
+    assert kernels[0].tolist() == [[1, 0], [0, 0]]    # phase (0, 0): low-res (i - 1, j - 1)
+    assert kernels[3].tolist() == [[1, 0], [0, 0]]    # phase (1, 1): low-res (i, j), its first tap
+    ones = phase_kernels(torch.ones(1, 1, 3, 3))[:, 0, 0]
+    assert ones.sum(dim=(1, 2)).tolist() == [9, 9, 9, 9]  # every tap lands on exactly one low-res pixel
+    assert ones[0].tolist() == [[1, 2], [2, 4]] and ones[3].tolist() == [[4, 2], [2, 1]]
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 5), (8, 6)])  # both forward paths (tiny maps and one conv)
+def test_phase_up_block_equals_the_up_block(size):
+    block = UpBlock2d(6, 5).eval()
+    _randomise_norms(block)
+    x = torch.randn(3, 6, *size)
+    with torch.no_grad():
+        expected, got = block(x), PhaseUpBlock2d(block)(x)
+    assert got.shape == expected.shape == (3, 5, 2 * size[0], 2 * size[1])
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale,size", [(0.25, (32, 32)), (0.25, (30, 21)), (0.5, (17, 16))])
+def test_separable_anti_alias_equals_blur_then_subsample(scale, size):
+    block = AntiAliasInterpolation2d(3, scale)
+    x = torch.rand(2, 3, *size)
+    expected, got = block(x), SeparableAntiAlias(block)(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def _learner() -> MotionLearner:
+    learner = MotionLearner(config=tiny_motion()).eval()
+    _randomise_norms(learner)
+    return learner
+
+
+def test_inference_learner_gives_the_same_motion_and_leaves_the_model_alone():
+    learner = _learner()
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    fast = inference_learner(learner)
+    kinds = {type(m).__name__ for m in fast.modules()}
+    assert {"PhaseUpBlock2d", "SeparableAntiAlias"} <= kinds and "UpBlock2d" not in kinds
+    assert fast.generator.dense_motion_network.occlusion is None  # extraction never reads it
+    assert learner.generator.dense_motion_network.occlusion is not None
+    assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
+    src, dst = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = learner.estimate_motion(src, dst, gamma=2.0)["displacement"]
+        got = fast.estimate_motion(src, dst, gamma=2.0)["displacement"]
+    assert torch.allclose(got, expected, atol=1e-5 * max(1.0, float(expected.abs().max())))
+
+
+def test_a_block_whose_definition_changed_is_kept(monkeypatch, caplog):
+    def bilinear_forward(self, x):  # not what the inference form assumes (nearest upsampling)
+        up = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.relu(self.norm(self.conv(up)))
+
+    monkeypatch.setattr(UpBlock2d, "forward", bilinear_forward)
+    learner = _learner()
+    with caplog.at_level(logging.WARNING):
+        fast = inference_learner(learner)
+    assert "PhaseUpBlock2d" not in {type(m).__name__ for m in fast.modules()}
+    assert "kept as trained" in caplog.text
+    src, dst = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(fast.estimate_motion(src, dst)["displacement"],
+                              learner.estimate_motion(src, dst)["displacement"], atol=1e-5)
+
+
+def test_engine_flows_match_the_trained_learner():
+    learner = _learner()
+    rng = np.random.default_rng(0)
+    onsets = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(3)]
+    apexes = [np.roll(o, 1, axis=1) for o in onsets]
+    config = ExtractConfig(batch_size=3, device="cpu")
+    engine = MotionEngine(config, learner=learner)
+    reference = MotionEngine(config, learner=learner)
+    reference.learner = learner  # the learner as trained (what the engine ran before the inference form)
+    got, expected = engine.compute(onsets, apexes), reference.compute(onsets, apexes)
+    flows, truth = np.stack([r.flow for r in got]), np.stack([r.flow for r in expected])
+    assert np.abs(flows - truth).max() <= 1e-4 * max(1.0, np.abs(truth).max())
+    assert engine.model_checksum == reference.model_checksum  # keyed by the trained weights
