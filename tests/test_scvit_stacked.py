@@ -94,3 +94,18 @@ def test_stacked_loso_writes_the_plain_predictions(tmp_path):
         assert (a["pred_id"] == b["pred_id"]).all()
         assert np.allclose(a.filter(like="p_"), b.filter(like="p_"), atol=1e-4)
     assert plain.summary["casme2"]["uf1"] == stacked.summary["casme2"]["uf1"]
+
+
+@pytest.mark.parametrize("peer", ["ststnet", "off_apexnet"])
+def test_peers_train_stacked_as_they_train_alone(peer):
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 3, 28, 28), torch.tensor([0, 1, 2] * 4)
+    train = [torch.arange(0, 10), torch.arange(2, 12)]
+    model_config = SCViTConfig(model_name=peer, img_size=28, pretrained=False, omega=0.1)
+    config = LosoConfig(epochs=2, batch_size=4, lr=1e-3, stack_folds=2)
+    models, _ = train_folds_stacked(x, y, train, [1, 2], model_config=model_config, config=config, num_classes=3,
+                                    device=torch.device("cpu"))
+    plain, _ = train_fold(x[train[1]], y[train[1]], model_config=model_config, config=config, num_classes=3, seed=2,
+                          device=torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.allclose(models[1](x), plain(x), atol=1e-5)

@@ -1,0 +1,157 @@
+"""Leaderboard on the 309 real MEGC2019 motion images (CASME II + SMIC parts of ../shared/realdata): the
+published peer STSTNet, a plain ViT, SCViT with either SC form, and the configs/realflow.yaml recipe
+with and without SC, each under the per-dataset and the composite LOSO protocol, UF1 / UAR as mean and
+sample std over 3 seeds per slice (casme2, smic, composite = both slices pooled). A script, not a test.
+
+    python bench/bench_realflow.py                 # every row, both protocols, seeds 0 1 2
+    python bench/bench_realflow.py --jobs 2        # two cells at a time (one torch thread each)
+    python bench/bench_realflow.py --tune          # the recipe's tuning runs (CASME II only, per-dataset)
+
+Writes metrics/realflow.json (results only), metrics/realflow.md (the README's table) and, apart,
+metrics/realflow_timing.json (wall seconds per cell). --tune writes metrics/realflow_tuning.json. Fold
+results go to results/realflow/<row>/<protocol>/ and are reused on a rerun with the same parameters
+(--fresh deletes them first, for timing). Exits 0 with a message when ../shared/realdata is absent.
+
+Every row is a params file plus overrides, the same harness (selfme.scvit.loso.run_loso) and the last
+epoch of a fixed schedule; nothing is selected on a test subject. ViT / SCViT rows are the recipe's
+network and schedule with ViT's linear patch embedding and no augmentation or label smoothing. The
+STSTNet row is its published architecture, optimiser and batch size with the schedule shortened to
+fit the budget: 100 epochs at 8x the learning rate (configs/ststnet.yaml holds the published 800).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = Path(os.environ.get("SELFME_SHARED", REPO.parent / "shared")) / "realdata"
+SLICES = ("casme2", "smic", "composite")
+PROTOCOLS = ("per_dataset", "composite")
+VIT = ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0"]
+#: key -> (label, params file, overrides)
+ROWS: dict[str, tuple[str, str, list[str]]] = {
+    "recipe": ("recipe (configs/realflow.yaml, SC Eq. 14)", "configs/realflow.yaml", []),
+    "recipe_nosc": ("recipe, no SC (omega 0)", "configs/realflow.yaml", ["scvit.omega=0.0"]),
+    "ststnet": ("STSTNet (published net, 100-epoch schedule)", "configs/ststnet.yaml",
+                ["loso.epochs=100", "loso.lr=4.0e-4", "loso.stack_folds=128"]),
+    "vit": ("ViT (omega 0)", "configs/realflow.yaml", VIT + ["scvit.omega=0.0"]),
+    "scvit_eq14": ("SCViT (SC Eq. 14)", "configs/realflow.yaml", VIT + ["scvit.sc_form=eq14"]),
+    "scvit_supcon": ("SCViT (SC supcon)", "configs/realflow.yaml", VIT + ["scvit.sc_form=supcon"]),
+}
+#: The recipe's tuning candidates (CASME II only, per-dataset LOSO, 3 seeds): docs/realflow_recipe.md.
+TUNING: dict[str, tuple[str, str, list[str]]] = {
+    "t1_recipe": ("conv stem + flip/shift + label smoothing", "configs/realflow.yaml", []),
+    "t2_no_augment": ("t1 without flips and shifts", "configs/realflow.yaml", ["loso.hflip=0.0", "loso.shift_px=0"]),
+    "t3_linear_stem": ("t1 with ViT's linear patch embedding", "configs/realflow.yaml", ["scvit.stem=linear"]),
+}
+
+
+def run_cell(key: str, row: tuple[str, str, list[str]], protocol: str, seeds: list[int], datasets: list[str],
+             out: str) -> dict[str, Any]:
+    """One row under one protocol: every seed's LOSO, scored per slice; returns scores and wall seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    from selfme.scvit.cli import apply_overrides, read_params
+    from selfme.scvit.factory import SCViTConfig
+    from selfme.scvit.loso import run_loso
+    from selfme.scvit.sources import load_samples
+    from selfme.scvit.train import LosoConfig
+
+    label, params_file, overrides = row
+    params = apply_overrides(read_params(REPO / params_file), overrides + [
+        f"loso.protocol={protocol}", f"loso.seeds={json.dumps(seeds)}", "loso.workers=1", "loso.threads=1"])
+    samples = load_samples(REALDATA / "composite_flow_28px", dataset=datasets,
+                           labels=REALDATA / "annotations" / "megc2019_combined_3class_gt.csv")
+    start = time.perf_counter()
+    result = run_loso(samples, out=Path(out) / key / protocol, model_config=SCViTConfig.from_params(params["scvit"]),
+                      config=LosoConfig.from_params(params["loso"]), num_classes=3, progress=False)
+    seconds = time.perf_counter() - start
+    scores = {s: {m: result.summary[s].get(m) for m in ("uf1", "uf1_std", "uar", "uar_std", "n_seeds", "n_samples")}
+              for s in SLICES if s in result.summary}
+    return {"key": key, "protocol": protocol, "scores": scores, "seconds": round(seconds, 1),
+            "trained": len(result.ran), "skipped": len(result.skipped),
+            "params": {"file": params_file, "overrides": overrides}}
+
+
+def _fmt(entry: dict[str, Any] | None, metric: str) -> str:
+    if not entry or entry.get(metric) is None:
+        return "-"
+    std = entry.get(f"{metric}_std")
+    return f"{entry[metric]:.3f} ± {std:.3f}" if std is not None else f"{entry[metric]:.3f}"
+
+
+def markdown(results: dict[str, Any], rows: dict[str, tuple[str, str, list[str]]], seeds: list[int]) -> str:
+    lines = [f"UF1 / UAR, mean ± sample std over seeds {seeds}; LOSO, last epoch, 309 MEGC2019 motion images "
+             f"(CASME II 145, SMIC 164). composite = both slices pooled. Written by bench/bench_realflow.py.", "",
+             "| model | protocol | CASME II UF1 | CASME II UAR | SMIC UF1 | SMIC UAR | composite UF1 | composite UAR |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, (label, _, _) in rows.items():
+        for protocol, cell in results.get(key, {}).items():
+            s = cell["scores"]
+            lines.append(f"| {label} | {protocol} | " + " | ".join(
+                _fmt(s.get(sl), m) for sl in SLICES for m in ("uf1", "uar")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="*", default=None, help=f"rows to run (default all: {', '.join(ROWS)})")
+    p.add_argument("--protocols", nargs="*", default=list(PROTOCOLS), choices=PROTOCOLS)
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=1, help="cells run at a time, one torch thread each")
+    p.add_argument("--tune", action="store_true", help="the recipe's tuning candidates on CASME II instead")
+    p.add_argument("--fresh", action="store_true", help="delete earlier fold results of the cells first")
+    p.add_argument("--out", default=str(REPO / "results" / "realflow"))
+    p.add_argument("--metrics", default=str(REPO / "metrics"))
+    args = p.parse_args(argv)
+    if not (REALDATA / "composite_flow_28px").is_dir():
+        print(f"skipped: no real motion images at {REALDATA.name}/composite_flow_28px (../shared/realdata)")
+        return 0
+    from selfme.io import write_json, write_text
+
+    table = TUNING if args.tune else ROWS
+    rows = {k: table[k] for k in (args.rows or table)}
+    protocols = ["per_dataset"] if args.tune else args.protocols
+    datasets = ["casme2"] if args.tune else ["casme2", "smic"]
+    cells = [(k, rows[k], prot) for k in rows for prot in protocols]
+    if args.fresh:
+        for k, _, prot in cells:
+            shutil.rmtree(Path(args.out) / k / prot, ignore_errors=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_cell, k, row, prot, args.seeds, datasets, args.out) for k, row, prot in cells]
+        done = []
+        for future in futures:
+            cell = future.result()
+            done.append(cell)
+            print(json.dumps({k: cell[k] for k in ("key", "protocol", "scores", "seconds", "trained")}), flush=True)
+    total = time.perf_counter() - start
+    results: dict[str, Any] = {}
+    for cell in done:
+        results.setdefault(cell["key"], {})[cell["protocol"]] = {"scores": cell["scores"], "params": cell["params"]}
+    name = "realflow_tuning" if args.tune else "realflow"
+    metrics = Path(args.metrics)
+    write_json(metrics / f"{name}.json", {"seeds": args.seeds, "datasets": datasets, "labels": {k: r[0] for k, r in
+                                          rows.items()}, "results": results})
+    timing = {"cells": [{k: c[k] for k in ("key", "protocol", "seconds", "trained", "skipped")} for c in done],
+              "total_seconds": round(total, 1), "jobs": args.jobs, "torch_threads_per_job": 1,
+              "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+    write_json(metrics / f"{name}_timing.json", timing)
+    if not args.tune:
+        write_text(metrics / "realflow.md", markdown(results, rows, args.seeds))
+    print(f"{len(done)} cell(s) in {total:.0f} s; {metrics / name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
