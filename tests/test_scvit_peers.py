@@ -97,3 +97,20 @@ def test_conv_stem_keeps_the_patch_grid():
     assert logits.shape == (2, 3) and regions.shape == (2, 4, 32)
     with pytest.raises(ValueError, match="pretrained: false"):
         SCViTConfig(img_size=28, patch_size=4, stem="conv", pretrained=True)
+
+
+@pytest.mark.parametrize("name", ["realflow", "ststnet", "off_apexnet"])
+def test_shipped_configs_build_their_model(name):
+    from pathlib import Path
+
+    from selfme.scvit.cli import read_params
+    from selfme.scvit.train import LosoConfig
+
+    params = read_params(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    model_config, config = SCViTConfig.from_params(params["scvit"]), LosoConfig.from_params(params["loso"])
+    model, _ = create_scvit(model_config, num_classes=3, in_chans=3)
+    logits, regions = model(torch.zeros(2, 3, model_config.img_size, model_config.img_size), with_regions=True)
+    assert logits.shape == (2, 3) and regions.shape[:2] == (2, 4)
+    assert config.seeds == (0, 1, 2) and not model_config.pretrained
+    if name == "ststnet":   # the published recipe
+        assert (config.epochs, config.batch_size, config.lr, config.gamma_lr) == (800, 256, 5e-5, 1.0)
