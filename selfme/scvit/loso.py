@@ -138,12 +138,20 @@ def _init_worker(counter, inputs_path: str, device: str, threads: int, log_level
         counter.value += 1
     torch.set_num_threads(max(1, threads))
     resolved = resolve_device(device)
-    if resolved.type == "cuda" and resolved.index is None:
-        resolved = torch.device("cuda", index % torch.cuda.device_count())
+    resolved = worker_device(index, resolved, torch.cuda.device_count() if resolved.type == "cuda" else 0)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     data = torch.load(inputs_path, mmap=True, weights_only=True)
     _WORKER.update(data, device=resolved)
+
+
+def worker_device(index: int, device: torch.device, n_gpus: int) -> torch.device:
+    """Worker ``index``'s device: plain ``cuda`` puts worker k on visible GPU k mod n_gpus, so with more
+    workers than GPUs several folds train at once on each GPU (6 workers, 1 GPU: six folds on cuda:0);
+    ``cuda:N`` puts every worker on GPU N; ``cpu`` stays."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", index % max(1, n_gpus))
+    return device
 
 
 def _worker_fold(run: FoldRun, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -149,10 +149,24 @@ class SCViTLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor,
                 regions: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, ce, sc = self.terms(logits, labels, regions)
+        return loss, {"ce": float(ce.detach()), "sc": float(sc.detach()) if self.needs_regions else 0.0}
+
+    def terms(self, logits: torch.Tensor, labels: torch.Tensor, regions: torch.Tensor | None = None, *,
+              masked: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(CE + omega * SC, CE, SC) as tensors, read by nothing on the host. ``masked``: SC's mean over
+        its terms by masks (``selfme.scvit.stacked.masked_sc_loss``, every row valid) instead of selecting
+        them, which needs no host synchronisation on CUDA; equal up to float rounding."""
         ce = F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=self.label_smoothing)
         if not self.needs_regions:
-            return ce, {"ce": float(ce.detach()), "sc": 0.0}
+            return ce, ce, ce.new_zeros(())
         if regions is None:
             raise ValueError("omega > 0 needs the region embeddings")
-        sc = symmetric_contrastive_loss(regions, labels, tau=self.tau, own_mirror=self.own_mirror, form=self.form)
-        return ce + self.omega * sc, {"ce": float(ce.detach()), "sc": float(sc.detach())}
+        if masked:
+            from selfme.scvit.stacked import masked_sc_loss
+
+            valid = torch.ones(labels.shape[0], dtype=torch.bool, device=labels.device)
+            sc = masked_sc_loss(regions, labels, valid, tau=self.tau, form=self.form, own_mirror=self.own_mirror)
+        else:
+            sc = symmetric_contrastive_loss(regions, labels, tau=self.tau, own_mirror=self.own_mirror, form=self.form)
+        return ce + self.omega * sc, ce, sc

@@ -34,9 +34,23 @@ def region_embeddings(patches: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
     """Mean patch embedding of each quadrant: patches [B, N, D] (row-major, N = rows * cols) -> [B, 4, D]."""
     if patches.ndim != 3 or patches.shape[1] != grid[0] * grid[1]:
         raise ValueError(f"expected patch embeddings [B, {grid[0] * grid[1]}, D], got {tuple(patches.shape)}")
-    weights = quadrant_masks(grid).to(device=patches.device, dtype=patches.dtype)
+    return torch.einsum("rn,bnd->brd", quadrant_weights(grid, patches.device, patches.dtype), patches)
+
+
+_WEIGHTS: dict[tuple, torch.Tensor] = {}
+
+
+def quadrant_weights(grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[4, N] averaging weights of the quadrants, made once per (grid, device, dtype): copying the masks
+    to a GPU at every step would wait for the GPU each time (none are kept under inference mode)."""
+    key = (tuple(int(g) for g in grid), torch.device(device), dtype)
+    if key in _WEIGHTS:
+        return _WEIGHTS[key]
+    weights = quadrant_masks(key[0]).to(device=device, dtype=dtype)
     weights = weights / weights.sum(dim=1, keepdim=True)
-    return torch.einsum("rn,bnd->brd", weights, patches)
+    if not torch.is_inference_mode_enabled():
+        _WEIGHTS[key] = weights
+    return weights
 
 
 def positive_region_pairs(regions: tuple[str, ...] = QUADRANTS, *, mirror: bool = True) -> torch.Tensor:

@@ -20,6 +20,7 @@ import torch
 
 from selfme.scvit.factory import SCViTConfig, config_from_section, create_scvit
 from selfme.scvit.augment import augment
+from selfme.scvit.fast import NUMERIC_DEFAULTS, EpochSums, autocast, check_fast_settings, training_forward
 from selfme.scvit.losses import SCViTLoss
 from selfme.scvit.model import SCViT
 
@@ -48,6 +49,9 @@ class LosoConfig:
     stack_folds: train up to this many folds at once as one stacked model (``selfme.scvit.stacked``;
         1: one at a time). The same computation in exact arithmetic, but float rounding differs and
         grows over a long schedule as a different seed would, so it keys the results.
+    Fast settings (``selfme.scvit.fast``; all off by default): resident (inputs on the device once per
+    fold; execution only), sync (step | epoch: no host synchronisation inside an epoch), amp (none |
+    bf16 autocast), channels_last, compile (torch.compile); the last four key the results when set.
     """
 
     epochs: int = 60
@@ -66,8 +70,13 @@ class LosoConfig:
     threads: int = 0
     live: bool = False
     stack_folds: int = 1
+    resident: bool = False
+    sync: str = "step"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
 
-    EXECUTION_KEYS = ("workers", "device", "threads", "live")
+    EXECUTION_KEYS = ("workers", "device", "threads", "live", "resident")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 < self.gamma_lr <= 1:
@@ -89,6 +98,7 @@ class LosoConfig:
         object.__setattr__(self, "seeds", seeds)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"loso.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        check_fast_settings(amp=self.amp, sync=self.sync)
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> "LosoConfig":
@@ -98,8 +108,10 @@ class LosoConfig:
         return dataclasses.asdict(self)
 
     def result_key(self) -> dict[str, Any]:
-        """The settings that change a fold's predictions (``seeds`` aside: each run keys its own seed)."""
-        return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"}
+        """The settings that change a fold's predictions (``seeds`` aside: each run keys its own seed; the
+        fast settings only where they are not their defaults, so the plain path keeps its keys)."""
+        return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"
+                and not (k in NUMERIC_DEFAULTS and v == NUMERIC_DEFAULTS[k])}
 
 
 def fold_seed(seed: int, subject: str) -> int:
@@ -152,33 +164,33 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
     generator = torch.Generator().manual_seed(seed)  # batch order and flips
+    forward = training_forward(model, channels_last=config.channels_last, compile=config.compile)
+    if config.resident:
+        x, y = x.to(device), y.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     live = _open_live(live_dir)
     history = []
     for epoch in trange(config.epochs, desc="epochs", leave=False, disable=not progress):
         model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "sc": 0.0, "correct": 0.0}
-        order = torch.randperm(len(y), generator=generator)
+        sums = EpochSums(device, lazy=config.sync == "epoch")
+        order = torch.randperm(len(y), generator=generator).to(x.device)
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
             xb, yb = x[idx], y[idx]
             if config.hflip > 0 or config.shift_px > 0:
                 xb = augment(xb, generator=generator, hflip=config.hflip, shift_px=config.shift_px, negate=negate)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if criterion.needs_regions:
-                logits, regions = model(xb, with_regions=True)
-            else:
-                logits, regions = model(xb), None
-            loss, parts = criterion(logits, yb, regions)
+            with autocast(config.amp, device):
+                if criterion.needs_regions:
+                    logits, regions = forward(xb.contiguous(memory_format=memory_format), with_regions=True)
+                else:
+                    logits, regions = forward(xb.contiguous(memory_format=memory_format)), None
+                loss, ce, sc = criterion.terms(logits, yb, regions, masked=config.sync == "epoch")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            n = len(idx)
-            sums["loss"] += float(loss.detach()) * n
-            sums["ce"] += parts["ce"] * n
-            sums["sc"] += parts["sc"] * n
-            sums["correct"] += float((logits.argmax(1) == yb).sum())
-        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                  **{k: v / len(y) for k, v in sums.items() if k != "correct"}, "train_acc": sums["correct"] / len(y)}
+            sums.add(loss, ce, sc, logits, yb)
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **sums.read(len(y))}
         history.append(record)
         scheduler.step()
         if live is not None:
