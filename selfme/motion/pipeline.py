@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SOURCES = ("synthme", "manifest", "voxceleb")
 #: Stage keys that are not TrainConfig fields.
 DATA_KEYS = frozenset({"source", "data", "head_motion", "hflip", "init", "holdout_clips", "loss", "vgg",
-                       "voxceleb_split", "repeats"})
+                       "voxceleb_split", "repeats", "onset_apex", "apex_window"})
 
 
 def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:
@@ -110,7 +110,9 @@ def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any],
         train_values["pairs_per_epoch"] = int(data["repeats"]) * len(videos)
     config = TrainConfig.from_mapping(train_values)
     dataset = FramePairDataset(videos, image_size=size, pairs_per_epoch=config.pairs_per_epoch, seed=config.seed,
-                               hflip=bool(data.get("hflip", False)), head_motion=head_motion)
+                               hflip=bool(data.get("hflip", False)), head_motion=head_motion,
+                               onset_apex=float(data.get("onset_apex", 0.0) or 0.0),
+                               apex_window=int(data.get("apex_window", 2)))
     init = init if init is not None else data.get("init")
     torch.manual_seed(config.seed)  # the networks' initialisation (and a random VGG's) follows the seed
     model = MotionLearner(config=arch, losses=data.get("loss"), vgg=data.get("vgg"))
