@@ -32,8 +32,7 @@ import yaml
 
 from selfme.extract import evaluate_methods
 from selfme.io import write_csv, write_json
-from selfme.motion.data import split_holdout
-from selfme.motion.pipeline import load_face_manifests, run_stage
+from selfme.motion.pipeline import held_out_clips, load_face_manifests, resolve_face_data, run_stage
 
 BASELINES = {"tvl1": {"method": "tvl1"}, "farneback": {"method": "farneback"}, "dis": {"method": "dis"}}
 
@@ -50,12 +49,13 @@ def apply_override(params: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
-def held_out_manifest(params: dict[str, Any], holdout: int, folder: Path) -> Path:
-    """The held-out rows of the fine-tuning data as a manifest CSV in ``folder`` (frames_dir unchanged)."""
+def held_out_manifest(params: dict[str, Any], folder: Path) -> Path:
+    """The clips neither stage trains on (:func:`held_out_clips`) as a manifest CSV in ``folder``."""
+    held = set(held_out_clips(params["pretrain"], params["finetune"], params.get("datasets")))
     manifest, _ = load_face_manifests(params["finetune"]["data"])
-    _, held = split_holdout(manifest, holdout, int(params["finetune"].get("seed", 0)))
+    rows = manifest[[f"{r.subject}/{r.clip}" in held for r in manifest.itertuples(index=False)]]
     path = folder / "heldout_manifest.csv"
-    write_csv(path, held.drop(columns="_manifest"))
+    write_csv(path, rows.drop(columns="_manifest"))
     return path
 
 
@@ -74,12 +74,13 @@ def baselines(manifest: Path, extract: dict[str, Any], cache: Path) -> dict[str,
 
 def run(params: dict[str, Any], *, holdout: int, work: Path, plots: Path | None, cache: Path) -> dict[str, Any]:
     pretrain, finetune = params["pretrain"], params["finetune"]
+    finetune["data"] = resolve_face_data(finetune["data"], params.get("datasets"))
     if int(pretrain.get("seed", 0)) != int(finetune.get("seed", 0)):
         raise ValueError("pretrain.seed and finetune.seed differ: the held-out clips would differ")
     if pretrain.get("source") in ("synthme", "manifest"):
         pretrain["holdout_clips"] = holdout
     finetune["holdout_clips"] = holdout
-    manifest = held_out_manifest(params, holdout, work)
+    manifest = held_out_manifest(params, work)
     times = {}
     tic = time.process_time()
     run_stage("pretrain", params["motion"], pretrain, out=work / "pretrain.pt", checkpoints=work / "ckpt",

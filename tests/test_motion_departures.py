@@ -159,3 +159,53 @@ def test_me_clip_videos_know_their_onset_and_apex(tmp_path):
     video = me_clip_videos(manifest)[0]
     assert len(video) == 7 and video.onset_index == 0 and video.apex_index == 3
     assert video.paths[video.apex_index].name == "img15.png"
+
+
+def _faces(root: Path, dataset: str, n_clips: int) -> Path:
+    """A crop folder with a manifest of ``n_clips`` one-frame clips (only what the manifest reader needs)."""
+    from selfme.datasets import MANIFEST_COLUMNS
+
+    folder = root / dataset
+    rows = []
+    for c in range(n_clips):
+        clip_dir = folder / f"s{c % 3}" / f"EP{c:02d}"
+        clip_dir.mkdir(parents=True)
+        cv2.imwrite(str(clip_dir / "img1.png"), np.zeros((4, 4, 3), np.uint8))
+        rows.append({"dataset": dataset, "subject": f"s{c % 3}", "clip": f"EP{c:02d}", "label": "positive",
+                     "label_id": 1, "source_label": "happiness", "onset": 1, "apex": 1, "offset": 1,
+                     "apex_source": "annotated", "frames_dir": str(clip_dir), "n_frames": 1, "fps": 200.0,
+                     "color": "rgb"})
+    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(folder / "manifest.csv", index=False)
+    return folder
+
+
+def test_finetune_data_all_pools_every_dataset_of_the_run(tmp_path):
+    from selfme.motion.pipeline import load_face_manifests, resolve_face_data
+
+    _faces(tmp_path, "casme2", 4), _faces(tmp_path, "smic_hs", 3)
+    datasets = {"casme2": {"adapter": "casme2"}, "smic_hs": {"adapter": "smic_hs"}}
+    folders = resolve_face_data("all", datasets, faces_dir=tmp_path)
+    assert folders == [str(tmp_path / "casme2"), str(tmp_path / "smic_hs")]
+    manifest, paths = load_face_manifests(folders)
+    assert len(manifest) == 7 and sorted(set(manifest["dataset"])) == ["casme2", "smic_hs"] and len(paths) == 2
+    assert resolve_face_data(str(tmp_path / "casme2")) == [str(tmp_path / "casme2")]
+    with pytest.raises(KeyError, match="datasets"):
+        resolve_face_data("all", {})
+
+
+def test_held_out_clips_are_the_clips_neither_stage_trains_on(tmp_path):
+    from selfme.motion.data import split_holdout
+    from selfme.motion.pipeline import held_out_clips, load_face_manifests
+
+    folder = str(_faces(tmp_path, "synthme", 10))
+    finetune = {"data": folder, "holdout_clips": 3, "seed": 0}
+    manifest, _ = load_face_manifests(folder)
+    _, rows = split_holdout(manifest, 3, 0)
+    expected = sorted(f"{r.subject}/{r.clip}" for r in rows.itertuples())
+    voxceleb = {"source": "voxceleb", "data": "elsewhere"}
+    assert held_out_clips(voxceleb, finetune) == expected  # pretraining on other videos: nothing to remove
+    assert held_out_clips({"source": "synthme", "data": folder, "holdout_clips": 3, "seed": 0}, finetune) == expected
+    assert held_out_clips({"source": "synthme", "data": folder}, finetune) == []  # pretraining saw every clip
+    other_seed = held_out_clips({"source": "synthme", "data": folder, "holdout_clips": 3, "seed": 5}, finetune)
+    seen = {f"{r.subject}/{r.clip}" for r in split_holdout(manifest, 3, 5)[0].itertuples()}
+    assert other_seed == sorted(set(expected) - seen)

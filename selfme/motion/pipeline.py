@@ -68,6 +68,38 @@ def manifest_clip_videos(manifest: pd.DataFrame) -> list[FrameFolder]:
     return videos
 
 
+def resolve_face_data(data: str | Sequence[str], datasets: Mapping[str, Any] | None = None, *,
+                      faces_dir: str | os.PathLike = "data/faces") -> list[str]:
+    """A stage's ``data``: one face-crop folder, a list of them (their clips are pooled), or ``all``: the
+    crop folder ``<faces_dir>/<name>`` of every entry of params.yaml's ``datasets`` section (the paper
+    fine-tunes "on the ME datasets", all of them)."""
+    if isinstance(data, str) and data == "all":
+        if not datasets:
+            raise KeyError("data: all needs params.yaml's datasets section (no dataset listed)")
+        return [str(Path(faces_dir) / name) for name in datasets]
+    entries = _as_list(data)
+    if not entries or not all(isinstance(e, (str, os.PathLike)) and str(e) for e in entries):
+        raise ValueError(f"data must be a folder, a list of folders or 'all', got {data!r}")
+    return [str(e) for e in entries]
+
+
+def held_out_clips(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
+                   datasets: Mapping[str, Any] | None = None) -> list[str]:
+    """``subject/clip`` of the clips that neither stage trained on: fine-tuning's held-out clips
+    (``holdout_clips``, ``seed``), less those pretraining saw when it trains on crop folders too."""
+    def held(section: Mapping[str, Any], data: Any) -> tuple[set[str], set[str]]:
+        manifest, _ = load_face_manifests(resolve_face_data(data, datasets))
+        _, rows = split_holdout(manifest, int(section.get("holdout_clips", 0) or 0), int(section.get("seed", 0)))
+        names = lambda frame: {f"{r.subject}/{r.clip}" for r in frame.itertuples(index=False)}  # noqa: E731
+        return names(rows), names(manifest)
+
+    kept, _ = held(finetune, finetune["data"])
+    if pretrain.get("source", "manifest") in ("synthme", "manifest"):
+        pre_held, pre_all = held(pretrain, pretrain["data"])
+        kept = {c for c in kept if c in pre_held or c not in pre_all}
+    return sorted(kept)
+
+
 def _split_section(section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     unknown = set(section) - DATA_KEYS - set(TrainConfig.__dataclass_fields__)
     if unknown:
