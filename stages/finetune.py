@@ -2,8 +2,8 @@
 
     python -m stages.finetune
 
-Reads params.yaml's ``motion`` and ``finetune`` sections (``finetune.data``: the face-crop folder(s) with
-manifest.csv); starts from models/motion/pretrain.pt; writes models/motion/finetune.pt, checkpoints under
+Reads params.yaml's ``motion`` and ``finetune`` sections (``finetune.data``: a face-crop folder with
+manifest.csv, a list of them, or ``all``: data/faces/<name> of every entry of ``datasets``, pooled); starts from models/motion/pretrain.pt; writes models/motion/finetune.pt, checkpoints under
 models/motion/checkpoints/finetune/<params hash>/ and dvclive curves in dvclive/finetune.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from selfme.log import setup_logging
-from selfme.motion.pipeline import run_stage
+from selfme.motion.pipeline import resolve_face_data, run_stage
 from stages._params import load_params
 
 
@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints", default="models/motion/checkpoints/finetune",
                         help="resumable checkpoints go to <this>/<params hash>/")
     parser.add_argument("--live", default="dvclive/finetune", help="dvclive folder")
+    parser.add_argument("--faces-dir", default="data/faces", help="where finetune.data: all finds the crops")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("motion", "finetune")
-    history = run_stage("finetune", params["motion"], params["finetune"], out=args.out,
+    params = load_params("motion", "finetune", "datasets")
+    section = dict(params["finetune"])
+    section["data"] = resolve_face_data(section.get("data"), params["datasets"], faces_dir=args.faces_dir)
+    history = run_stage("finetune", params["motion"], section, out=args.out,
                         checkpoints=args.checkpoints, live_dir=args.live, init=args.init)
     last = history[-1] if history else {}
     summary = f"finetune: {len(history)} epochs, final loss {last.get('loss', float('nan')):.4f}"

@@ -3,7 +3,8 @@
     python -m stages.motion_eval
 
 Reads the ``motion_eval`` section (dataset, variants: name -> overrides of the ``extract`` section,
-plot_clips, max_clips) and ``extract``; input data/faces/<dataset>/manifest.csv and, for SelfME variants,
+plot_clips, max_clips) and ``extract``; the clips that the pretrain and finetune stages held out
+(``holdout_clips``) are scored apart as well (``epe_held_out``) and plotted first; input data/faces/<dataset>/manifest.csv and, for SelfME variants,
 models/motion/finetune.pt. Writes metrics/motion.json (EPE per region, folding before/after scaling and
 squaring, time per pair, per variant) and side-by-side flow-colour PNGs in metrics/plots/motion_eval/.
 """
@@ -15,6 +16,7 @@ import sys
 
 from selfme.extract import evaluate_methods
 from selfme.log import setup_logging
+from selfme.motion.pipeline import held_out_clips
 from stages._params import load_params
 
 
@@ -26,14 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots-dir", default="metrics/plots/motion_eval")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("extract", "motion_eval")
+    params = load_params("extract", "motion_eval", "pretrain", "finetune", "datasets")
     section = params["motion_eval"]
+    held = held_out_clips(params["pretrain"], params["finetune"], params["datasets"])
     result = evaluate_methods(f"{args.faces_dir}/{section['dataset']}/manifest.csv", section["variants"],
                               extract=params["extract"], model_path=args.model, metrics_path=args.metrics,
                               plots_dir=args.plots_dir, plot_clips=int(section.get("plot_clips", 4)),
-                              max_clips=int(section.get("max_clips", 0)))
+                              max_clips=int(section.get("max_clips", 0)), held_out=held)
     for name, figures in result["variants"].items():
-        print(f"{name:>20}: EPE {figures['epe']}, folding {figures['folding_before_ss']:.4f} -> "
+        print(f"{name:>20}: EPE {figures['epe']}, held out {figures.get('epe_held_out')}, folding {figures['folding_before_ss']:.4f} -> "
               f"{figures['folding_after_ss']:.4f}, {figures['pairs_per_second']:.2f} pairs/s")
     return 0
 

@@ -4,6 +4,10 @@ Each variant is the ``extract`` section with a few keys overridden (e.g. ``{meth
 ``{method: selfme, bspline: false}``); its motion is computed in memory (nothing is stored), compared with
 the ground truth on the regions of :mod:`selfme.extract.quality`, and timed. The figure of a clip puts the
 ground truth and every variant's gamma-1 motion on one colour scale.
+
+``held_out`` (clip names ``subject/clip``, e.g. the clips the motion learner's stages held out) adds, per
+variant, ``epe_held_out`` (the same figures on those clips only) and ``zero_motion_epe_held_out``; the
+figures then show held-out clips first.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -31,15 +35,23 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
                      extract: Mapping[str, Any] | None = None, model_path: str | os.PathLike | None = None,
                      learner=None, metrics_path: str | os.PathLike | None = None,
                      plots_dir: str | os.PathLike | None = None, plot_clips: int = 4, max_clips: int = 0,
-                     progress: bool = True) -> dict[str, Any]:
+                     held_out: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
     """Figures of every variant on the manifest's clips that have a ground truth (see the module docstring).
 
     Returns {"dataset", "clips", "variants": {name: {...}}} (also written to ``metrics_path``).
     """
     manifest = read_manifest(manifest_path)
     jobs = [j for j in clip_jobs(manifest, manifest_path, Path(".")) if j["truth"] is not None]
+    held = set(held_out or ())
+    name_of = [f"{j['row']['subject']}/{j['row']['clip']}" for j in jobs]
+    missing = held - set(name_of)
+    if missing:
+        raise ValueError(f"held-out clips without a ground truth in {manifest_path}: {sorted(missing)[:5]}")
+    if held:  # held-out clips first: they are the ones plotted
+        jobs = [j for n, j in zip(name_of, jobs) if n in held] + [j for n, j in zip(name_of, jobs) if n not in held]
     if max_clips > 0:
         jobs = jobs[:max_clips]
+    is_held = [f"{j['row']['subject']}/{j['row']['clip']}" in held for j in jobs]
     if not jobs:
         raise ValueError(f"no clip of {manifest_path} has a ground-truth motion (column ground_truth)")
     frames = [(read_image(j["onset_file"]), read_image(j["apex_file"])) for j in jobs]
@@ -66,12 +78,12 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
                     at_one = result.flow_gamma1
                     shown.setdefault(name, []).append(result.flow / config.applied_gamma if at_one is None
                                                       else at_one)
-        figures = {k[4:]: round(float(np.mean([q[k] for q in per_clip if q.get(k) is not None])), 5)
-                   for k in per_clip[0] if k.startswith("epe_") and not k.endswith("_zero")
-                   and any(q.get(k) is not None for q in per_clip)}
+        figures = _mean_epe(per_clip, zero=False)
         out["variants"][name] = {
             "method": config.method, "gamma": config.applied_gamma,
             "epe": figures,
+            **({"epe_held_out": _mean_epe([q for q, h in zip(per_clip, is_held) if h], zero=False)}
+               if held else {}),
             "folding_before_ss": round(float(np.mean([f[0] for f in folds])), 6),
             "folding_after_ss": round(float(np.mean([f[1] for f in folds])), 6),
             "clips_folding_before_ss": int(sum(f[0] > 0 for f in folds)),
@@ -84,8 +96,10 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
                  out["variants"][name]["folding_before_ss"], out["variants"][name]["folding_after_ss"],
                  out["variants"][name]["pairs_per_second"])
     zero = [clip_quality(np.zeros_like(t), t, m, gamma=1.0, flow_gamma1=None) for t, m in zip(truths, masks)]
-    out["zero_motion_epe"] = {k[4:-5]: round(float(np.mean([q[k] for q in zero if q.get(k) is not None])), 5)
-                              for k in zero[0] if k.endswith("_zero") and any(q.get(k) is not None for q in zero)}
+    out["zero_motion_epe"] = _mean_epe(zero, zero=True)
+    if held:
+        out["held_out_clips"] = int(sum(is_held))
+        out["zero_motion_epe_held_out"] = _mean_epe([q for q, h in zip(zero, is_held) if h], zero=True)
     if metrics_path is not None:
         write_json(metrics_path, out)
     if plots_dir is not None:
@@ -95,3 +109,12 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
                 panels += [(name, flows[i]) for name, flows in shown.items() if i < len(flows)]
                 write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png", motion_figure(panels))
     return out
+
+
+def _mean_epe(per_clip: list[dict[str, float | None]], *, zero: bool) -> dict[str, float]:
+    """Mean over clips of each ``epe_<name>`` figure (``zero``: the ``epe_<region>_zero`` ones), by name."""
+    if not per_clip:
+        return {}
+    keys = [k for k in per_clip[0] if k.startswith("epe_") and k.endswith("_zero") == zero]
+    return {(k[4:-5] if zero else k[4:]): round(float(np.mean([q[k] for q in per_clip if q.get(k) is not None])), 5)
+            for k in keys if any(q.get(k) is not None for q in per_clip)}

@@ -27,12 +27,17 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 
 class FrameFolder:
-    """A video stored as numbered image files."""
+    """A video stored as numbered image files; an ME clip also knows the positions of its onset and apex."""
 
-    def __init__(self, paths: Sequence[Path], name: str) -> None:
+    def __init__(self, paths: Sequence[Path], name: str, *, onset_index: int | None = None,
+                 apex_index: int | None = None) -> None:
         if not paths:
             raise ValueError(f"video {name} has no frames")
         self.paths, self.name = list(paths), name
+        for label, value in (("onset", onset_index), ("apex", apex_index)):
+            if value is not None and not 0 <= value < len(self.paths):
+                raise ValueError(f"video {name}: {label} index {value} outside its {len(self.paths)} frames")
+        self.onset_index, self.apex_index = onset_index, apex_index
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -96,7 +101,10 @@ def me_clip_videos(manifest: str | os.PathLike | pd.DataFrame, *, manifest_path:
     for row in manifest.itertuples(index=False):
         frames = index_frames(_resolve_dir(row.frames_dir, base))
         numbers = [n for n in frames if not clip_range or int(row.onset) <= n <= int(row.offset)] or list(frames)
-        videos.append(FrameFolder([frames[n] for n in numbers], f"{row.subject}/{row.clip}"))
+        onset, apex = int(row.onset), int(row.apex)
+        videos.append(FrameFolder([frames[n] for n in numbers], f"{row.subject}/{row.clip}",
+                                  onset_index=numbers.index(onset) if onset in numbers else None,
+                                  apex_index=numbers.index(apex) if apex in numbers else None))
     if not videos:
         raise ValueError(f"manifest {manifest_path} has no clips")
     return videos
@@ -160,10 +168,20 @@ class FramePairDataset(Dataset):
     ``head_motion`` ({translate_px, rotate_deg, scale}, pixels of the *output* size) warps the target by
     a random similarity (the demo's stand-in for VoxCeleb head motion); ``hflip`` mirrors both frames
     with probability 0.5.
+
+    Pair sampling (Sec. 3.2: "two random frames of a clip") is uniform by default. ``onset_apex`` (a
+    departure, 0 = the paper's) is the probability that a pair of an ME clip with a known onset and apex
+    is instead (onset frame, a frame at most ``apex_window`` frames from the apex), the contrast the
+    extraction stage asks the learner for; uniform pairs of a 24-frame clip mostly show two frames
+    of nearly the same expression phase.
     """
 
     def __init__(self, videos: Sequence[FrameFolder | VideoFile], *, image_size: int, pairs_per_epoch: int,
-                 seed: int = 0, hflip: bool = False, head_motion: Mapping[str, float] | None = None) -> None:
+                 seed: int = 0, hflip: bool = False, head_motion: Mapping[str, float] | None = None,
+                 onset_apex: float = 0.0, apex_window: int = 2) -> None:
+        if not 0.0 <= onset_apex <= 1.0 or apex_window < 0:
+            raise ValueError(f"onset_apex must be in [0, 1] and apex_window >= 0, got {onset_apex}, {apex_window}")
+        self.onset_apex, self.apex_window = float(onset_apex), int(apex_window)
         if not videos:
             raise ValueError("no videos")
         self.videos, self.image_size, self.pairs_per_epoch = list(videos), int(image_size), int(pairs_per_epoch)
@@ -194,8 +212,7 @@ class FramePairDataset(Dataset):
             self._order, self._order_epoch = self._video_order(), self.epoch
         video = self.videos[int(self._order[index])]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        n = len(video)
-        pair = rng.choice(n, size=2, replace=False) if n > 1 else np.array([0, 0])
+        pair = self.sample_pair(video, rng)
         source, target = video.read([int(pair[0]), int(pair[1])])
         source, target = to_tensor(source, self.image_size), to_tensor(target, self.image_size)
         if self.head_motion:
@@ -205,6 +222,19 @@ class FramePairDataset(Dataset):
         if self.hflip and rng.random() < 0.5:
             source, target = source.flip(-1), target.flip(-1)
         return source, target
+
+
+    def sample_pair(self, video: FrameFolder | VideoFile, rng: np.random.Generator) -> tuple[int, int]:
+        """(source, target) frame positions: uniform without replacement, or onset -> near apex (see above)."""
+        n = len(video)
+        onset, apex = getattr(video, "onset_index", None), getattr(video, "apex_index", None)
+        if self.onset_apex and onset is not None and apex is not None and rng.random() < self.onset_apex:
+            low, high = max(0, apex - self.apex_window), min(n - 1, apex + self.apex_window)
+            return onset, int(rng.integers(low, high + 1))
+        if n < 2:
+            return 0, 0
+        pair = rng.choice(n, size=2, replace=False)
+        return int(pair[0]), int(pair[1])
 
 
 class OnsetApexPairs(Dataset):

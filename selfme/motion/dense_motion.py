@@ -57,16 +57,28 @@ class DenseMotionNetwork(nn.Module):
         return torch.cat([zeros, heatmap], dim=1).unsqueeze(2)
 
     def create_sparse_motions(self, spatial_size: tuple[int, int], kp_source: torch.Tensor,
-                              kp_target: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
-        """Sampling grids of the K local motions, T_k(p) = p + gamma (z_s^k - z_t^k), and the identity.
+                              kp_target: torch.Tensor, gamma: float = 1.0,
+                              jacobian_source: torch.Tensor | None = None,
+                              jacobian_target: torch.Tensor | None = None) -> torch.Tensor:
+        """Sampling grids of the K local motions and the identity -> [B, K + 1, h, w, 2] (index 0: background).
 
-        -> [B, K + 1, h, w, 2] (index 0 is the background: no motion)
+        Zeroth order (Eq. 2, the paper's): T_k(p) = p + gamma (z_s^k - z_t^k). With Jacobians (First Order
+        Motion Model's first-order local motion, ``estimate_jacobian``): T_k(p) = p + gamma (z_s^k +
+        J_k (p - z_t^k) - p) with J_k = J_s^k (J_t^k)^-1; gamma 1 is FOMM's T_k(p) = z_s^k + J_k (p - z_t^k),
+        and gamma scales the whole local displacement, as it scales the keypoint displacement in Eq. 2.
         """
         b = kp_source.shape[0]
         identity = make_coordinate_grid(spatial_size, dtype=kp_source.dtype, device=kp_source.device)
         identity = identity.view(1, 1, *identity.shape)  # [1, 1, h, w, 2]
         local = self.local_motions(kp_source, kp_target, gamma).view(b, self.num_kp, 1, 1, 2)
-        return torch.cat([identity.expand(b, 1, -1, -1, -1), identity + local], dim=1)
+        motions = identity + local
+        if jacobian_source is not None and jacobian_target is not None:
+            jacobian = torch.matmul(jacobian_source.float(), torch.inverse(jacobian_target.float()))  # [B, K, 2, 2]
+            eye = torch.eye(2, dtype=jacobian.dtype, device=jacobian.device)
+            offset = identity - kp_target.view(b, self.num_kp, 1, 1, 2)  # p - z_t, [B, K, h, w, 2]
+            linear = torch.einsum("bkij,bkhwj->bkhwi", jacobian - eye, offset.to(jacobian.dtype))
+            motions = motions + gamma * linear.to(motions.dtype)
+        return torch.cat([identity.expand(b, 1, -1, -1, -1), motions], dim=1)
 
     def create_deformed_source_image(self, source: torch.Tensor, sparse_motions: torch.Tensor) -> torch.Tensor:
         """The source warped by each local motion: [B, C, h, w] x [B, K+1, h, w, 2] -> [B, K+1, C, h, w]."""
@@ -78,8 +90,9 @@ class DenseMotionNetwork(nn.Module):
         return warped.view(b, k1, c, h, w)
 
     def forward(self, source: torch.Tensor, *, kp_source: torch.Tensor, kp_target: torch.Tensor,
-                gamma: float = 1.0) -> dict[str, torch.Tensor]:
-        """Source [B, C, H, W], keypoints [B, K, 2] -> dict of
+                gamma: float = 1.0, jacobian_source: torch.Tensor | None = None,
+                jacobian_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Source [B, C, H, W], keypoints [B, K, 2] (Jacobians [B, K, 2, 2] optional) -> dict of
 
         mask [B, K+1, h, w] (psi, Eq. 4), sparse_deformed [B, K+1, C, h, w], deformation [B, h, w, 2]
         (Eq. 5), displacement [B, 2, h, w] (pixels of the input), occlusion_map [B, 1, h, w] (if estimated).
@@ -89,7 +102,8 @@ class DenseMotionNetwork(nn.Module):
             source = self.down(source)
         b, _, h, w = source.shape
         heatmaps = self.create_heatmap_representations((h, w), kp_source, kp_target)
-        sparse_motions = self.create_sparse_motions((h, w), kp_source, kp_target, gamma)
+        sparse_motions = self.create_sparse_motions((h, w), kp_source, kp_target, gamma,
+                                                    jacobian_source, jacobian_target)
         deformed = self.create_deformed_source_image(source, sparse_motions)
         features = torch.cat([heatmaps.to(deformed.dtype), deformed], dim=2).view(b, -1, h, w)
         prediction = self.hourglass(features)

@@ -138,6 +138,23 @@ class PerceptualLoss(nn.Module):
         return total
 
 
+class PyramidL1Loss(nn.Module):
+    """Eq. 6 in pixel space: sum over pyramid scales s of mean |D_s(x_hat) - D_s(x)| (no VGG).
+
+    A departure from the paper (``loss.pixel``, default 0): on a CPU without ImageNet weights the
+    perceptual loss runs on a random VGG, whose features cost two thirds of a demo training step and
+    carry no more of a one-pixel expression than the pixels do (docs/motion_learning.md).
+    """
+
+    def __init__(self, *, scales: Sequence[float] = (1, 0.5, 0.25, 0.125), num_channels: int = 3) -> None:
+        super().__init__()
+        self.pyramid = ImagePyramid(scales, num_channels)
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred_pyr, target_pyr = self.pyramid(prediction.float()), self.pyramid(target.float())
+        return sum((pred_pyr[s] - target_pyr[s]).abs().mean() for s in self.pyramid.scales)
+
+
 def equivariance_loss(kp_detector: nn.Module, frame: torch.Tensor, keypoints: torch.Tensor,
                       transform: ThinPlateSpline) -> torch.Tensor:
     """Eq. 7: mean |z - T(F_kp(T(frame)))| for the keypoints z = F_kp(frame) and a known TPS transform T.
@@ -145,6 +162,21 @@ def equivariance_loss(kp_detector: nn.Module, frame: torch.Tensor, keypoints: to
     ``transform.transform_frame`` resamples the frame at T(p), so keypoints detected in it map back to the
     frame's coordinates through T; the loss is zero when F_kp is equivariant.
     """
+    return equivariance_losses(kp_detector, frame, keypoints, None, transform)[0]
+
+
+def equivariance_losses(kp_detector: nn.Module, frame: torch.Tensor, keypoints: torch.Tensor,
+                        jacobians: torch.Tensor | None,
+                        transform: ThinPlateSpline) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Eq. 7 for the keypoints and, with Jacobians J = F_kp's [B, K, 2, 2], First Order Motion Model's
+    Jacobian equivariance mean |I - J^-1 (dT(z') J')| (z', J' detected in the transformed frame; the
+    Jacobian term is None without Jacobians)."""
     transformed = transform.transform_frame(frame)  # [B, C, H, W]
-    kp_transformed = kp_detector(transformed)  # [B, K, 2]
-    return (keypoints.float() - transform.warp_coordinates(kp_transformed.float())).abs().mean()
+    kp_transformed, jac_transformed = kp_detector.detect(transformed)  # [B, K, 2], [B, K, 2, 2] | None
+    value = (keypoints.float() - transform.warp_coordinates(kp_transformed.float())).abs().mean()
+    if jacobians is None or jac_transformed is None:
+        return value, None
+    mapped = torch.matmul(transform.jacobian(kp_transformed.float()), jac_transformed.float())
+    product = torch.matmul(torch.inverse(jacobians.float()), mapped)
+    eye = torch.eye(2, dtype=product.dtype, device=product.device)
+    return value, (eye - product).abs().mean()

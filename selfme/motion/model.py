@@ -20,7 +20,7 @@ from torch import nn
 from selfme.io import atomic_path
 from selfme.motion.generator import OcclusionAwareGenerator
 from selfme.motion.keypoint_detector import KPDetector
-from selfme.motion.losses import PerceptualLoss, equivariance_loss
+from selfme.motion.losses import PerceptualLoss, PyramidL1Loss, equivariance_losses
 from selfme.motion.transform import ThinPlateSpline
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ MODEL_FORMAT = "selfme-motion-model/1"
 PAPER_ARCHITECTURE: dict[str, Any] = {
     "image_size": 256, "num_kp": 10, "num_channels": 3,
     "kp_detector": {"block_expansion": 32, "max_features": 1024, "num_blocks": 5, "temperature": 0.1,
-                    "scale_factor": 0.25, "pad": 0},
+                    "scale_factor": 0.25, "pad": 0, "estimate_jacobian": False},
     "dense_motion": {"block_expansion": 64, "max_features": 1024, "num_blocks": 5, "scale_factor": 0.25,
                      "kp_variance": 0.01},
     "generator": {"block_expansion": 64, "max_features": 512, "num_down_blocks": 2, "num_bottleneck_blocks": 6,
@@ -39,10 +39,17 @@ PAPER_ARCHITECTURE: dict[str, Any] = {
 #: Architecture keys that a config may omit, with the value an omitted one means (First Order Motion Model's).
 #: ``generator.image_skip``: blend the warped source image into the output by the occlusion map (see
 #: :mod:`selfme.motion.generator`); the demo profile sets it, the paper profile keeps FOMM's generator.
-OPTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {"generator": {"image_skip": False}}
+#: ``kp_detector.estimate_jacobian``: First Order Motion Model's local affine Jacobians (a departure from the
+#: paper's zeroth-order Eq. 2; see :mod:`selfme.motion.keypoint_detector`).
+OPTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {"generator": {"image_skip": False},
+                                                "kp_detector": {"estimate_jacobian": False}}
 #: Keys of the ``motion`` params section that are not architecture (read by other stages).
 NON_ARCHITECTURE_KEYS = frozenset({"method"})
-LOSS_DEFAULTS: dict[str, Any] = {"perceptual": 10.0, "equivariance": 10.0, "scales": [1, 0.5, 0.25, 0.125],
+#: Eq. 8's weights and the losses' settings. ``pixel`` (a departure, default 0): weight of the same pyramid
+#: in pixel space (:class:`selfme.motion.losses.PyramidL1Loss`); with ``perceptual: 0`` no VGG is built.
+#: ``equivariance_jacobian``: FOMM's Jacobian equivariance weight (used only with ``estimate_jacobian``).
+LOSS_DEFAULTS: dict[str, Any] = {"perceptual": 10.0, "pixel": 0.0, "equivariance": 10.0,
+                                 "equivariance_jacobian": 10.0, "scales": [1, 0.5, 0.25, 0.125],
                                  "layer_weights": [1, 1, 1, 1, 1], "sigma_affine": 0.05, "sigma_tps": 0.005,
                                  "points_tps": 5}
 
@@ -105,8 +112,13 @@ class MotionLearner(nn.Module):
         self.generator = OcclusionAwareGenerator(num_kp=c["num_kp"], num_channels=c["num_channels"],
                                                  dense_motion_params=c["dense_motion"], **c["generator"])
         self.loss_config = loss_config(losses) if losses is not None else None
-        self.perceptual = None
-        if self.loss_config is not None:
+        self.perceptual = self.pixel = None
+        lc = self.loss_config
+        if lc is not None and not (lc["perceptual"] or lc["pixel"]):
+            raise ValueError("loss: perceptual and pixel are both 0: no reconstruction loss (Eq. 6)")
+        if lc is not None and lc["pixel"]:
+            self.pixel = PyramidL1Loss(scales=lc["scales"], num_channels=c["num_channels"])
+        if lc is not None and lc["perceptual"]:
             vgg = dict(vgg or {})
             self.perceptual = PerceptualLoss(scales=self.loss_config["scales"],
                                              layer_weights=self.loss_config["layer_weights"],
@@ -133,33 +145,40 @@ class MotionLearner(nn.Module):
         source, target [B, 3, H, W] in [0, 1] -> kp_source, kp_target [B, K, 2], deformation [B, h, w, 2],
         displacement [B, 2, h, w] (pixels; target(p) ~= source(p + d(p))), mask, occlusion_map.
         """
-        kp_source, kp_target = self.kp_detector(source), self.kp_detector(target)
-        dense = self.generator.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma)
+        (kp_source, jac_source), (kp_target, jac_target) = self.kp_detector.detect(source), self.kp_detector.detect(target)
+        dense = self.generator.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
+                                                    jacobian_source=jac_source, jacobian_target=jac_target)
         return {"kp_source": kp_source, "kp_target": kp_target, **dense}
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, *, gamma: float = 1.0,
                 rng: torch.Generator | None = None, with_losses: bool = True) -> dict[str, torch.Tensor]:
         """source, target [B, 3, H, W] in [0, 1] -> dict with prediction [B, 3, H, W], kp_source/kp_target
         [B, K, 2], displacement [B, 2, H/4, W/4] and the generator's other maps; with losses also
-        loss_perceptual (Eq. 6), loss_equivariance (Eq. 7) and loss (Eq. 8, the weighted sum)."""
-        kp_source = self.kp_detector(source)  # [B, K, 2]
-        kp_target = self.kp_detector(target)  # [B, K, 2]
-        out = self.generator(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma)
+        loss_perceptual (Eq. 6), loss_pixel, loss_equivariance (Eq. 7; plus FOMM's Jacobian term when the
+        detector has Jacobians) and loss (Eq. 8, the weighted sum)."""
+        kp_source, jac_source = self.kp_detector.detect(source)  # [B, K, 2], [B, K, 2, 2] | None
+        kp_target, jac_target = self.kp_detector.detect(target)
+        out = self.generator(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
+                             jacobian_source=jac_source, jacobian_target=jac_target)
         out.update(kp_source=kp_source, kp_target=kp_target)
         if not with_losses:
             return out
-        if self.loss_config is None or self.perceptual is None:
+        if self.loss_config is None:
             raise RuntimeError("this MotionLearner was built without losses (losses=None)")
         lc = self.loss_config
-        loss_rec = self.perceptual(out["prediction"], target)
-        loss_eq = target.new_zeros((), dtype=torch.float32)
-        if lc["equivariance"]:
+        zero = target.new_zeros((), dtype=torch.float32)
+        loss_rec = self.perceptual(out["prediction"], target) if self.perceptual is not None else zero
+        loss_pix = self.pixel(out["prediction"], target) if self.pixel is not None else zero
+        loss_eq = loss_eq_jac = zero
+        if lc["equivariance"] or (jac_target is not None and lc["equivariance_jacobian"]):
             transform = ThinPlateSpline.random(target.shape[0], sigma_affine=lc["sigma_affine"],
                                                sigma_tps=lc["sigma_tps"], points_tps=lc["points_tps"],
                                                generator=rng, device=target.device)
-            loss_eq = equivariance_loss(self.kp_detector, target, kp_target, transform)
-        out["loss_perceptual"], out["loss_equivariance"] = loss_rec, loss_eq
-        out["loss"] = lc["perceptual"] * loss_rec + lc["equivariance"] * loss_eq  # Eq. 8
+            loss_eq, jac_term = equivariance_losses(self.kp_detector, target, kp_target, jac_target, transform)
+            loss_eq_jac = jac_term if jac_term is not None else zero
+        out["loss_perceptual"], out["loss_pixel"], out["loss_equivariance"] = loss_rec, loss_pix, loss_eq
+        out["loss"] = (lc["perceptual"] * loss_rec + lc["pixel"] * loss_pix  # Eq. 8
+                       + lc["equivariance"] * loss_eq + lc["equivariance_jacobian"] * loss_eq_jac)
         return out
 
 
@@ -198,7 +217,8 @@ def load_weights(model: MotionLearner, path: str | os.PathLike) -> dict[str, lis
     for name, module in (("kp_detector", model.kp_detector), ("generator", model.generator)):
         if name not in payload:
             raise KeyError(f"{path} has no {name!r} state dict")
-        state = {k: v for k, v in payload[name].items() if not k.startswith("jacobian")}
+        keep_jacobian = name == "kp_detector" and model.kp_detector.jacobian is not None
+        state = {k: v for k, v in payload[name].items() if keep_jacobian or not k.startswith("jacobian")}
         try:
             result = module.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches

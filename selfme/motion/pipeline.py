@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SOURCES = ("synthme", "manifest", "voxceleb")
 #: Stage keys that are not TrainConfig fields.
 DATA_KEYS = frozenset({"source", "data", "head_motion", "hflip", "init", "holdout_clips", "loss", "vgg",
-                       "voxceleb_split", "repeats"})
+                       "voxceleb_split", "repeats", "onset_apex", "apex_window"})
 
 
 def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:
@@ -66,6 +66,38 @@ def manifest_clip_videos(manifest: pd.DataFrame) -> list[FrameFolder]:
     for path, group in manifest.groupby("_manifest", sort=False):
         videos += me_clip_videos(group.drop(columns="_manifest"), manifest_path=path)
     return videos
+
+
+def resolve_face_data(data: str | Sequence[str], datasets: Mapping[str, Any] | None = None, *,
+                      faces_dir: str | os.PathLike = "data/faces") -> list[str]:
+    """A stage's ``data``: one face-crop folder, a list of them (their clips are pooled), or ``all``: the
+    crop folder ``<faces_dir>/<name>`` of every entry of params.yaml's ``datasets`` section (the paper
+    fine-tunes "on the ME datasets", all of them)."""
+    if isinstance(data, str) and data == "all":
+        if not datasets:
+            raise KeyError("data: all needs params.yaml's datasets section (no dataset listed)")
+        return [str(Path(faces_dir) / name) for name in datasets]
+    entries = _as_list(data)
+    if not entries or not all(isinstance(e, (str, os.PathLike)) and str(e) for e in entries):
+        raise ValueError(f"data must be a folder, a list of folders or 'all', got {data!r}")
+    return [str(e) for e in entries]
+
+
+def held_out_clips(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
+                   datasets: Mapping[str, Any] | None = None) -> list[str]:
+    """``subject/clip`` of the clips that neither stage trained on: fine-tuning's held-out clips
+    (``holdout_clips``, ``seed``), less those pretraining saw when it trains on crop folders too."""
+    def held(section: Mapping[str, Any], data: Any) -> tuple[set[str], set[str]]:
+        manifest, _ = load_face_manifests(resolve_face_data(data, datasets))
+        _, rows = split_holdout(manifest, int(section.get("holdout_clips", 0) or 0), int(section.get("seed", 0)))
+        names = lambda frame: {f"{r.subject}/{r.clip}" for r in frame.itertuples(index=False)}  # noqa: E731
+        return names(rows), names(manifest)
+
+    kept, _ = held(finetune, finetune["data"])
+    if pretrain.get("source", "manifest") in ("synthme", "manifest"):
+        pre_held, pre_all = held(pretrain, pretrain["data"])
+        kept = {c for c in kept if c in pre_held or c not in pre_all}
+    return sorted(kept)
 
 
 def _split_section(section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,7 +142,9 @@ def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any],
         train_values["pairs_per_epoch"] = int(data["repeats"]) * len(videos)
     config = TrainConfig.from_mapping(train_values)
     dataset = FramePairDataset(videos, image_size=size, pairs_per_epoch=config.pairs_per_epoch, seed=config.seed,
-                               hflip=bool(data.get("hflip", False)), head_motion=head_motion)
+                               hflip=bool(data.get("hflip", False)), head_motion=head_motion,
+                               onset_apex=float(data.get("onset_apex", 0.0) or 0.0),
+                               apex_window=int(data.get("apex_window", 2)))
     init = init if init is not None else data.get("init")
     torch.manual_seed(config.seed)  # the networks' initialisation (and a random VGG's) follows the seed
     model = MotionLearner(config=arch, losses=data.get("loss"), vgg=data.get("vgg"))

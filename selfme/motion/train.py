@@ -192,7 +192,7 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
                             generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
                             pin_memory=device.type == "cuda")
         model.train()
-        sums = torch.zeros(6, dtype=torch.float64, device=device)
+        sums = torch.zeros(7, dtype=torch.float64, device=device)
         tic = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0,
                    leave=False)
@@ -209,7 +209,8 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
                 sums += torch.stack([out["loss"].float(), out["loss_perceptual"].float(),
                                      out["loss_equivariance"].float(),
                                      (out["prediction"].float() - target).abs().mean(),
-                                     (source - target).abs().mean(), torch.ones((), device=device)]).double() * b
+                                     (source - target).abs().mean(), out["loss_pixel"].float(),
+                                     torch.ones((), device=device)]).double() * b
             if step % 10 == 0 and not bar.disable:
                 bar.set_postfix(loss=f"{out['loss'].item():.4f}")
         if world > 1:
@@ -217,10 +218,10 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
         seconds = time.perf_counter() - tic
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        s = (sums[:5] / sums[5].clamp_min(1)).tolist()
+        s = (sums[:6] / sums[6].clamp_min(1)).tolist()
         record = {"epoch": epoch + 1, "loss": s[0], "perceptual": s[1], "equivariance": s[2],
-                  "l1_reconstruction": s[3], "l1_identity": s[4], "lr": lr, "images": float(sums[5]),
-                  "seconds": seconds, "images_per_second": float(sums[5]) / max(seconds, 1e-9)}
+                  "l1_reconstruction": s[3], "l1_identity": s[4], "pixel": s[5], "lr": lr, "images": float(sums[6]),
+                  "seconds": seconds, "images_per_second": float(sums[6]) / max(seconds, 1e-9)}
         if val_dataset is not None and rank == 0:
             val = evaluate_reconstruction(model, val_dataset, device=device, batch_size=per_rank)
             record.update({f"val_{k}": v for k, v in val.items() if k != "n"})

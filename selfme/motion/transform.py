@@ -82,6 +82,17 @@ class ThinPlateSpline:
         d2 = (coordinates.unsqueeze(2) - control.view(1, 1, -1, 2)).pow(2).sum(-1)  # [B, P, N]
         return out + tps_kernel(d2) @ self.weights.to(coordinates.dtype)
 
+    def jacobian(self, coordinates: torch.Tensor) -> torch.Tensor:
+        """dT/dp at points [B, P, 2] -> [B, P, 2, 2] (row a, column b: dT_a / dp_b), in closed form:
+        A + sum_i w_i (2 (log r_i^2 + 1) (p - c_i))^T, since dU/d(r^2) = log r^2 + 1."""
+        theta = self.theta.to(coordinates.dtype)
+        control = self.control_points.to(coordinates)
+        diff = coordinates.unsqueeze(2) - control.view(1, 1, -1, 2)  # [B, P, N, 2]
+        d2 = diff.pow(2).sum(-1)
+        slope = 2.0 * (torch.log(d2.clamp_min(1e-12)) + 1.0) * (d2 > 0)  # [B, P, N]
+        kernel_grad = torch.einsum("bpn,bpnj,bni->bpij", slope, diff, self.weights.to(coordinates.dtype))
+        return theta[:, None, :, :2] + kernel_grad
+
     def transform_frame(self, frame: torch.Tensor) -> torch.Tensor:
         """The frame resampled at T(p): out(p) = frame(T(p)), [B, C, H, W] (reflection at the borders)."""
         b, _, h, w = frame.shape

@@ -1,0 +1,135 @@
+"""Motion-learner study on SynthME: train one variant, score it on held-out clips (a script, not a test).
+
+    python bench/motion_study.py --name baseline
+    python bench/motion_study.py --name size128 --set motion.image_size=128
+    python bench/motion_study.py --name jac --set motion.dense_motion.jacobian=true --log docs/motion_study.jsonl
+
+Takes params.yaml (or ``--params``), applies ``--set dotted.key=YAML`` overrides, holds out ``--holdout``
+clips of the SynthME crops from BOTH pretraining and fine-tuning (``split_holdout`` with the stages'
+seed), trains pretrain then finetune with the project's own stage function (``run_stage``) into a
+scratch folder, and scores the fine-tuned learner on the held-out clips with the motion_eval code
+(:func:`selfme.extract.evaluate_methods`) at gamma 1. TV-L1 / Farneback / DIS and zero motion on the same
+clips are computed once per held-out set and cached beside the log. Appends one JSON line per run to
+``--log``: EPE (all / face / expression, crop px), the held-out onset -> apex reconstruction L1 (the
+generator's output, the source warped by the dense motion, and the identity), and the CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from selfme.extract import evaluate_methods
+from selfme.io import write_csv, write_json
+from selfme.motion.pipeline import held_out_clips, load_face_manifests, resolve_face_data, run_stage
+
+BASELINES = {"tvl1": {"method": "tvl1"}, "farneback": {"method": "farneback"}, "dis": {"method": "dis"}}
+
+
+def apply_override(params: dict[str, Any], assignment: str) -> None:
+    """``a.b.c=VALUE`` (VALUE parsed as YAML) sets params['a']['b']['c'] (creating missing levels)."""
+    key, sep, value = assignment.partition("=")
+    if not sep:
+        raise ValueError(f"--set needs key=value, got {assignment!r}")
+    node = params
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def held_out_manifest(params: dict[str, Any], folder: Path) -> Path:
+    """The clips neither stage trains on (:func:`held_out_clips`) as a manifest CSV in ``folder``."""
+    held = set(held_out_clips(params["pretrain"], params["finetune"], params.get("datasets")))
+    manifest, _ = load_face_manifests(params["finetune"]["data"])
+    rows = manifest[[f"{r.subject}/{r.clip}" in held for r in manifest.itertuples(index=False)]]
+    path = folder / "heldout_manifest.csv"
+    write_csv(path, rows.drop(columns="_manifest"))
+    return path
+
+
+def baselines(manifest: Path, extract: dict[str, Any], cache: Path) -> dict[str, Any]:
+    """Classical flows and zero motion on the held-out clips (cached by the clip list and extract params)."""
+    key = hashlib.sha256(manifest.read_bytes() + json.dumps(extract, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache / f"motion_study_baselines_{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    result = evaluate_methods(manifest, BASELINES, extract=extract, progress=False)
+    out = {"zero": result["zero_motion_epe"], "clips": result["clips"],
+           **{name: v["epe"] for name, v in result["variants"].items()}}
+    write_json(path, out)
+    return out
+
+
+def run(params: dict[str, Any], *, holdout: int, work: Path, plots: Path | None, cache: Path) -> dict[str, Any]:
+    pretrain, finetune = params["pretrain"], params["finetune"]
+    finetune["data"] = resolve_face_data(finetune["data"], params.get("datasets"))
+    if int(pretrain.get("seed", 0)) != int(finetune.get("seed", 0)):
+        raise ValueError("pretrain.seed and finetune.seed differ: the held-out clips would differ")
+    if pretrain.get("source") in ("synthme", "manifest"):
+        pretrain["holdout_clips"] = holdout
+    finetune["holdout_clips"] = holdout
+    manifest = held_out_manifest(params, work)
+    times = {}
+    tic = time.process_time()
+    run_stage("pretrain", params["motion"], pretrain, out=work / "pretrain.pt", checkpoints=work / "ckpt",
+              live_dir=None, progress=False)
+    times["pretrain_cpu_s"] = round(time.process_time() - tic, 1)
+    tic = time.process_time()
+    history = run_stage("finetune", params["motion"], finetune, out=work / "finetune.pt",
+                        checkpoints=work / "ckpt", live_dir=None, init=work / "pretrain.pt", progress=False)
+    times["finetune_cpu_s"] = round(time.process_time() - tic, 1)
+    tic = time.process_time()
+    variants = {"selfme": {"method": "selfme", "gamma": 1.0}}
+    result = evaluate_methods(manifest, variants, extract=params["extract"], model_path=work / "finetune.pt",
+                              plots_dir=plots, plot_clips=4 if plots else 0, progress=False)
+    times["eval_cpu_s"] = round(time.process_time() - tic, 1)
+    last = history[-1]
+    return {"epe": result["variants"]["selfme"]["epe"], "clips": result["clips"],
+            "val_l1": {k[4:]: round(v, 5) for k, v in last.items() if k.startswith("val_l1")},
+            "train_l1_reconstruction": round(last["l1_reconstruction"], 5), **times,
+            "baselines": baselines(manifest, params["extract"], cache)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override (repeatable)")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--holdout", type=int, default=12, help="held-out clips (never trained on)")
+    parser.add_argument("--log", default="docs/motion_study.jsonl")
+    parser.add_argument("--plots", default=None, help="write the held-out flow PNGs into this folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
+    for assignment in args.set:
+        apply_override(params, assignment)
+    log_path = Path(args.log)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="motion_study_") as tmp:
+        record = {"name": args.name, "set": args.set, "holdout": args.holdout,
+                  **run(copy.deepcopy(params), holdout=args.holdout, work=Path(tmp),
+                        plots=Path(args.plots) if args.plots else None, cache=log_path.parent)}
+    with log_path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    b = record["baselines"]
+    print(f"{args.name}: expression EPE {record['epe'].get('expression'):.4f} (zero {b['zero']['expression']:.4f}, "
+          f"TV-L1 {b['tvl1']['expression']:.4f}), val L1 {record['val_l1']}, "
+          f"cpu {record['pretrain_cpu_s'] + record['finetune_cpu_s']:.0f} s train")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
