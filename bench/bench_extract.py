@@ -4,6 +4,7 @@ Farneback and DIS on the same onset/apex pairs (a script, not a test).
     python bench/bench_extract.py                                  # SynthME crops, models/motion/finetune.pt
     python bench/bench_extract.py --pairs 64 --batch-size 32       # on a GPU
     python bench/bench_extract.py --model none --params params.yaml   # random learner of params.yaml's motion
+    python bench/bench_extract.py --rounds 3       # methods timed in turn, 3 rounds, median (a busy machine)
 
 Pairs are the onset/apex crops of data/faces/synthme/manifest.csv (repeated to --pairs), or, when that is
 absent, scikit-image's astronaut with a sub-pixel shift at --size. The learner is --model when the file
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128, help="crop side when the manifest is absent")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time every method this many times, in turn, and keep the median (load changes hit all)")
     parser.add_argument("--model", default="models/motion/finetune.pt", help="'none' for a random learner")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--methods", nargs="+", default=["selfme", "tvl1", "farneback", "dis"])
@@ -89,12 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     onsets, apexes, source = load_pairs(Path(args.manifest), args.pairs, args.size)
     rows = {}
     learner, learner_desc = (build_learner(args.model, args.params) if "selfme" in args.methods else (None, None))
+    engines = {}
     for method in args.methods:
         config = ExtractConfig.from_params({"batch_size": args.batch_size, "device": args.device}, method=method)
-        engine = MotionEngine(config, learner=learner if method == "selfme" else None)
-        seconds = time_method(engine, onsets, apexes, args.batch_size, args.warmup)
+        engines[method] = MotionEngine(config, learner=learner if method == "selfme" else None)
+    times: dict[str, list[float]] = {method: [] for method in engines}
+    for r in range(max(1, args.rounds)):
+        for method, engine in engines.items():
+            times[method].append(time_method(engine, onsets, apexes, args.batch_size, args.warmup if r == 0 else 0))
+    for method, runs in times.items():
+        seconds = float(np.median(runs))
         rows[method] = {"pairs_per_second": round(len(onsets) / seconds, 3),
-                        "ms_per_pair": round(1000 * seconds / len(onsets), 2)}
+                        "ms_per_pair": round(1000 * seconds / len(onsets), 2), "rounds": len(runs)}
     device = ExtractConfig(device=args.device).resolve_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     result = {"device": name, "pairs": len(onsets), "crop": list(onsets[0].shape[:2]), "source": source,

@@ -5,7 +5,8 @@
     python bench/bench_motion.py --params params.yaml  # the architecture of params.yaml's motion section
 
 Prints training images per second (forward + backward + Adam step, perceptual + equivariance losses) and
-peak memory (CUDA: max allocated; CPU: the process's peak resident set), on CUDA with bf16 autocast
+peak memory, overall and of each timed step (CUDA: max allocated, reset before every step; CPU: the
+process's peak resident set so far, which only grows), on CUDA with bf16 autocast
 when present, else on the CPU (few steps: a 256x256 step takes seconds there). The VGG is randomly
 initialised (its weights do not change the cost), so no download or cached file is needed.
 """
@@ -65,27 +66,38 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    per_step = []
     tic = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        start = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        step()  # its loss.item() waits for the GPU
+        per_step.append({"seconds": round(time.perf_counter() - start, 4), "peak_gib": round(_peak_gib(device), 3)})
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - tic
+    peak = max(s["peak_gib"] for s in per_step)
     if device.type == "cuda":
-        peak, peak_kind = torch.cuda.max_memory_allocated() / 2 ** 30, "cuda_max_allocated_gib"
-        name = torch.cuda.get_device_name(device)
+        peak_kind, name = "cuda_max_allocated_gib", torch.cuda.get_device_name(device)
     else:
-        peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, "cpu_peak_rss_gib"
-        name = f"cpu ({torch.get_num_threads()} threads)"
+        peak_kind, name = "cpu_peak_rss_gib", f"cpu ({torch.get_num_threads()} threads)"
     result = {"device": name, "image_size": size, "num_kp": model.config["num_kp"], "batch_size": args.batch_size,
               "steps": args.steps, "seconds_per_step": seconds / args.steps,
               "images_per_second": args.batch_size * args.steps / seconds, peak_kind: round(peak, 3),
-              "trainable_parameters_m": round(sum(p.numel() for p in model.trainable_parameters()) / 1e6, 2)}
+              "trainable_parameters_m": round(sum(p.numel() for p in model.trainable_parameters()) / 1e6, 2),
+              "bf16_autocast": device.type == "cuda", "per_step": per_step}
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2)
     return 0
+
+
+def _peak_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
 if __name__ == "__main__":
