@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -178,12 +180,11 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
     return models, histories
 
 
-def run_folds_stacked(data, runs, *, out, model_config: SCViTConfig, config: LosoConfig, num_classes: int,
-                      device: torch.device, negate: tuple[int, ...], progress: bool = False):
+def run_folds_stacked(data: Mapping[str, Any], runs: Sequence[Any], *, out: Path, model_config: SCViTConfig,
+                      config: LosoConfig, num_classes: int, device: torch.device, negate: tuple[int, ...],
+                      progress: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
     """LOSO runs (``selfme.scvit.loso.FoldRun``) in stacks of up to ``config.stack_folds`` folds with equal
     steps per epoch; yields (run, record) as ``loso.run_fold`` returns it, stack by stack."""
-    import time
-
     from selfme.scvit.folds import run_seed
     from selfme.scvit.loso import check_fold, finish_fold
     from selfme.scvit.train import deterministic
