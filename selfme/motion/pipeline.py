@@ -93,6 +93,8 @@ def held_out_clips(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
         names = lambda frame: {f"{r.subject}/{r.clip}" for r in frame.itertuples(index=False)}  # noqa: E731
         return names(rows), names(manifest)
 
+    if not int(finetune.get("holdout_clips", 0) or 0):
+        return []
     kept, _ = held(finetune, finetune["data"])
     if pretrain.get("source", "manifest") in ("synthme", "manifest"):
         pre_held, pre_all = held(pretrain, pretrain["data"])
