@@ -1,8 +1,11 @@
 """Motion-learner study on SynthME: train one variant, score it on held-out clips (a script, not a test).
 
-    python bench/motion_study.py --name baseline
-    python bench/motion_study.py --name size128 --set motion.image_size=128
-    python bench/motion_study.py --name jac --set motion.dense_motion.jacobian=true --log docs/motion_study.jsonl
+    PYTHONPATH=. python bench/motion_study.py --name baseline
+    PYTHONPATH=. python bench/motion_study.py --table        # the log as a markdown table
+    PYTHONPATH=. python bench/motion_study.py --name size128 --set motion.image_size=128
+    PYTHONPATH=. python bench/motion_study.py --name jac --set motion.kp_detector.estimate_jacobian=true
+
+(``PYTHONPATH=.``: a script's own folder, not the repository, comes first on sys.path.)
 
 Takes params.yaml (or ``--params``), applies ``--set dotted.key=YAML`` overrides, holds out ``--holdout``
 clips of the SynthME crops from BOTH pretraining and fine-tuning (``split_holdout`` with the stages'
@@ -102,15 +105,38 @@ def run(params: dict[str, Any], *, holdout: int, work: Path, plots: Path | None,
             "baselines": baselines(manifest, params["extract"], cache)}
 
 
+def table(log_path: Path) -> str:
+    """The log as a markdown table, one row per run (the last run of a name wins)."""
+    records: dict[str, dict[str, Any]] = {}
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["name"]] = record
+    rows = ["| run | change | held-out expression EPE (px) | all / face EPE | val L1 recon / warped / identity "
+            "| train CPU s |", "|---|---|---|---|---|---|"]
+    for r in records.values():
+        e, v = r["epe"], r["val_l1"]
+        rows.append(f"| {r['name']} | {' '.join(r['set']) or '(profile as is)'} | {e['expression']:.3f} | "
+                    f"{e['all']:.3f} / {e['face']:.3f} | {v['l1_reconstruction']:.4f} / {v['l1_warped']:.4f} / "
+                    f"{v['l1_identity']:.4f} | {r['pretrain_cpu_s'] + r['finetune_cpu_s']:.0f} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override (repeatable)")
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--name", help="the run's name (required unless --table)")
+    parser.add_argument("--table", action="store_true", help="print the log as a markdown table and exit")
     parser.add_argument("--holdout", type=int, default=12, help="held-out clips (never trained on)")
     parser.add_argument("--log", default="docs/motion_study.jsonl")
     parser.add_argument("--plots", default=None, help="write the held-out flow PNGs into this folder")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(Path(args.log)))
+        return 0
+    if not args.name:
+        parser.error("--name is required")
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))

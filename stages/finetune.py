@@ -3,7 +3,8 @@
     python -m stages.finetune
 
 Reads params.yaml's ``motion`` and ``finetune`` sections (``finetune.data``: a face-crop folder with
-manifest.csv, a list of them, or ``all``: data/faces/<name> of every entry of ``datasets``, pooled); starts from models/motion/pretrain.pt; writes models/motion/finetune.pt, checkpoints under
+manifest.csv, a list of them, or ``all``: data/faces/<name> of every entry of ``datasets``, pooled);
+starts from models/motion/pretrain.pt; writes models/motion/finetune.pt, checkpoints under
 models/motion/checkpoints/finetune/<params hash>/ and dvclive curves in dvclive/finetune.
 """
 

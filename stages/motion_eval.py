@@ -4,9 +4,10 @@
 
 Reads the ``motion_eval`` section (dataset, variants: name -> overrides of the ``extract`` section,
 plot_clips, max_clips) and ``extract``; the clips that the pretrain and finetune stages held out
-(``holdout_clips``) are scored apart as well (``epe_held_out``) and plotted first; input data/faces/<dataset>/manifest.csv and, for SelfME variants,
-models/motion/finetune.pt. Writes metrics/motion.json (EPE per region, folding before/after scaling and
-squaring, time per pair, per variant) and side-by-side flow-colour PNGs in metrics/plots/motion_eval/.
+(``holdout_clips``) are scored apart as well (``epe_held_out``) and plotted first; input
+data/faces/<dataset>/manifest.csv and, for SelfME variants, models/motion/finetune.pt. Writes
+metrics/motion.json (EPE per region, folding before/after scaling and squaring, time per pair, per
+variant) and side-by-side flow-colour PNGs in metrics/plots/motion_eval/.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                               plots_dir=args.plots_dir, plot_clips=int(section.get("plot_clips", 4)),
                               max_clips=int(section.get("max_clips", 0)), held_out=held)
     for name, figures in result["variants"].items():
-        print(f"{name:>20}: EPE {figures['epe']}, held out {figures.get('epe_held_out')}, folding {figures['folding_before_ss']:.4f} -> "
-              f"{figures['folding_after_ss']:.4f}, {figures['pairs_per_second']:.2f} pairs/s")
+        print(f"{name:>20}: EPE {figures['epe']}, held out {figures.get('epe_held_out')}, "
+              f"folding {figures['folding_before_ss']:.4f} -> {figures['folding_after_ss']:.4f}, "
+              f"{figures['pairs_per_second']:.2f} pairs/s")
     return 0
 
 

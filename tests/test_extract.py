@@ -221,3 +221,18 @@ def test_evaluate_methods_and_cli(tiny, tmp_path, learner):
     config = config_from_args(args)
     assert config.method == "dis" and config.gamma == 3.0 and config.dis == {"preset": "fast"}
     assert args.func(args) == 0 and (tmp_path / "cli" / "index.csv").is_file()
+
+
+def test_evaluate_methods_scores_the_held_out_clips_apart(tiny, tmp_path):
+    variants = {"farneback": {"method": "farneback"}}
+    full = evaluate_methods(tiny, variants, plots_dir=tmp_path / "eval", plot_clips=1, held_out=["sub02/EP02_01"],
+                            progress=False)
+    alone = evaluate_methods(tiny, variants, max_clips=1, held_out=["sub02/EP02_01"], progress=False)  # held out first
+    assert full["held_out_clips"] == 1 and alone["clips"] == 1
+    assert full["variants"]["farneback"]["epe_held_out"] == alone["variants"]["farneback"]["epe"]
+    assert full["zero_motion_epe_held_out"] == alone["zero_motion_epe"]
+    assert full["variants"]["farneback"]["epe_held_out"] != full["variants"]["farneback"]["epe"]
+    assert [p.name for p in (tmp_path / "eval").iterdir()] == ["sub02_EP02_01.png"]  # the held-out clip is plotted
+    assert "epe_held_out" not in evaluate_methods(tiny, variants, progress=False)["variants"]["farneback"]
+    with pytest.raises(ValueError, match="held-out"):
+        evaluate_methods(tiny, variants, held_out=["sub09/EP09"], progress=False)

@@ -223,7 +223,6 @@ class FramePairDataset(Dataset):
             source, target = source.flip(-1), target.flip(-1)
         return source, target
 
-
     def sample_pair(self, video: FrameFolder | VideoFile, rng: np.random.Generator) -> tuple[int, int]:
         """(source, target) frame positions: uniform without replacement, or onset -> near apex (see above)."""
         n = len(video)

@@ -145,7 +145,8 @@ class MotionLearner(nn.Module):
         source, target [B, 3, H, W] in [0, 1] -> kp_source, kp_target [B, K, 2], deformation [B, h, w, 2],
         displacement [B, 2, h, w] (pixels; target(p) ~= source(p + d(p))), mask, occlusion_map.
         """
-        (kp_source, jac_source), (kp_target, jac_target) = self.kp_detector.detect(source), self.kp_detector.detect(target)
+        kp_source, jac_source = self.kp_detector.detect(source)
+        kp_target, jac_target = self.kp_detector.detect(target)
         dense = self.generator.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
                                                     jacobian_source=jac_source, jacobian_target=jac_target)
         return {"kp_source": kp_source, "kp_target": kp_target, **dense}

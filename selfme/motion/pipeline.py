@@ -88,11 +88,14 @@ def held_out_clips(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
     """``subject/clip`` of the clips that neither stage trained on: fine-tuning's held-out clips
     (``holdout_clips``, ``seed``), less those pretraining saw when it trains on crop folders too."""
     def held(section: Mapping[str, Any], data: Any) -> tuple[set[str], set[str]]:
+        """(held-out clip names, all clip names) of one stage's data."""
         manifest, _ = load_face_manifests(resolve_face_data(data, datasets))
         _, rows = split_holdout(manifest, int(section.get("holdout_clips", 0) or 0), int(section.get("seed", 0)))
-        names = lambda frame: {f"{r.subject}/{r.clip}" for r in frame.itertuples(index=False)}  # noqa: E731
-        return names(rows), names(manifest)
+        return ({f"{r.subject}/{r.clip}" for r in rows.itertuples(index=False)},
+                {f"{r.subject}/{r.clip}" for r in manifest.itertuples(index=False)})
 
+    if not int(finetune.get("holdout_clips", 0) or 0):
+        return []
     kept, _ = held(finetune, finetune["data"])
     if pretrain.get("source", "manifest") in ("synthme", "manifest"):
         pre_held, pre_all = held(pretrain, pretrain["data"])
