@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="models/motion/finetune.pt")
     parser.add_argument("--metrics-dir", default="metrics/motion")
     parser.add_argument("--plots-dir", default="metrics/plots/motion")
+    parser.add_argument("--timing-dir", default="metrics/timing",
+                        help="run times (not a DVC output: they differ between identical runs)")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("motion", "extract")
@@ -35,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"{args.out_dir}/{config.method}/{args.dataset}", config=config,
                               model_path=args.model if config.method == "selfme" else None,
                               metrics_path=f"{args.metrics_dir}/{args.dataset}.json",
-                              plots_dir=f"{args.plots_dir}/{args.dataset}")
+                              plots_dir=f"{args.plots_dir}/{args.dataset}",
+                              timing_path=f"{args.timing_dir}/extract_{args.dataset}.json")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -62,7 +62,7 @@ def test_extraction_writes_the_contract_and_skips_on_rerun(tiny, tmp_path, learn
     out = tmp_path / "motion" / "selfme" / "tiny"
     config = ExtractConfig.from_params({"gamma": 2.0, "batch_size": 2, "plot_clips": 1}, method="selfme")
     summary = extract_dataset(tiny, out, config=config, learner=learner, metrics_path=tmp_path / "m.json",
-                              plots_dir=tmp_path / "plots", progress=False)
+                              timing_path=tmp_path / "timing.json", plots_dir=tmp_path / "plots", progress=False)
     assert summary["computed"] == 2 and summary["skipped"] == 0 and summary["clips_with_ground_truth"] == 2
     for clip in SHIFTS:
         subject = "sub01" if clip == "EP01_01" else "sub02"
@@ -78,7 +78,13 @@ def test_extraction_writes_the_contract_and_skips_on_rerun(tiny, tmp_path, learn
                                           [("sub01", "EP01_01"), ("sub02", "EP02_01")]]
     assert set(MANIFEST_COLUMNS) <= set(index.columns)
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["method"] == "selfme" and "all" in metrics["epe"] and metrics["seconds_per_pair"] > 0
+    assert metrics["method"] == "selfme" and "all" in metrics["epe"]
+    # Run times and the device differ between identical runs: only in the timing file, never in the
+    # metrics or the sidecars inside the output.
+    assert not {"seconds_per_pair", "pairs_per_second", "devices"} & set(metrics)
+    assert not {"seconds", "device"} & set(side)
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing["computed"] == 2 and timing["seconds_per_pair"] > 0 and timing["device"] == "cpu"
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["sub01_EP01_01.png"]
 
     before = (out / "sub01" / "EP01_01.npy").stat().st_mtime_ns
@@ -205,7 +211,8 @@ def test_evaluate_methods_and_cli(tiny, tmp_path, learner):
                               extract={"gamma": 2.0}, learner=learner, metrics_path=tmp_path / "motion.json",
                               plots_dir=tmp_path / "eval", plot_clips=1, progress=False)
     saved = json.loads((tmp_path / "motion.json").read_text())
-    assert saved == json.loads(json.dumps(result)) and saved["clips"] == 2
+    assert saved == json.loads(json.dumps({k: v for k, v in result.items() if k != "timing"})) and saved["clips"] == 2
+    assert "timing" not in saved and result["timing"]["farneback"]["pairs_per_second"] > 0
     assert {"all", "face"} <= set(saved["variants"]["farneback"]["epe"])  # a pure translation: no expression region
     assert "all_stored_over_gamma" in saved["variants"]["selfme_bilinear"]["epe"]
     assert saved["variants"]["farneback"]["epe"]["all"] < saved["zero_motion_epe"]["all"]

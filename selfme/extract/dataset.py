@@ -93,7 +93,7 @@ def _sidecar(config: ExtractConfig, engine: MotionEngine, job: Mapping[str, Any]
             "onset_file": Path(job["onset_file"]).as_posix(), "apex_file": Path(job["apex_file"]).as_posix(),
             "source_checksum": job["source_checksum"], "model_checksum": engine.model_checksum,
             "ground_truth_checksum": job["truth_checksum"], "params": config.method_params(), "key": key,
-            "seconds": round(result.seconds, 6), "device": str(engine.device), "quality": quality}
+            "quality": quality}
 
 
 def _prune(out_dir: Path, keep: set[Path]) -> int:
@@ -116,8 +116,11 @@ def _prune(out_dir: Path, keep: set[Path]) -> int:
 def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, *, config: ExtractConfig,
                     model_path: str | os.PathLike | None = None, learner=None,
                     metrics_path: str | os.PathLike | None = None, plots_dir: str | os.PathLike | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+                    timing_path: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
     """Extract (or skip) every clip of the crop manifest; write index.csv, the metrics and the figures.
+
+    Run times and the device go to ``timing_path`` only (they differ between identical runs, so neither
+    the sidecars inside the DVC output nor the metrics hold them).
 
     Returns the mean figures of :func:`selfme.extract.quality.summarize` (what ``metrics_path`` gets) plus
     counts of computed / skipped / removed clips.
@@ -137,6 +140,7 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
     log.info("%s: %d clips, %d up to date, %d to extract (%s)", out_dir, len(jobs), len(jobs) - len(pending),
              len(pending), config.method)
     batches = [pending[i:i + config.batch_size] for i in range(0, len(pending), config.batch_size)]
+    seconds: list[float] = []
     for batch in tqdm(batches, desc=f"extract {config.method}", unit="batch", disable=not progress):
         onsets = [read_image(jobs[i]["onset_file"]) for i in batch]
         apexes = [read_image(jobs[i]["apex_file"]) for i in batch]
@@ -147,6 +151,7 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
         results = engine.compute(onsets, apexes, with_gamma1=any_truth)
         for i, result in zip(batch, results):
             job = jobs[i]
+            seconds.append(result.seconds)
             quality: dict[str, Any] = {
                 "folding_raw": round(result.folding_raw, 6), "folding": round(result.folding, 6),
                 "mean_magnitude": round(float(np.linalg.norm(result.flow, axis=-1).mean()), 5)}
@@ -168,7 +173,13 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
     figures = {"dataset": str(manifest["dataset"].iloc[0]), **summarize([s for s in sidecars if s])}
     if metrics_path is not None:
         write_json(metrics_path, figures)  # the run's figures only: no counts that change from run to run
-    summary = {**figures, "computed": len(pending), "skipped": len(jobs) - len(pending), "removed": removed}
+    timing = {"dataset": figures["dataset"], "method": config.method, "computed": len(pending), "device": str(engine.device),
+              **({"seconds_per_pair": round(float(np.mean(seconds)), 5),
+                  "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3)} if seconds else {})}
+    if timing_path is not None:
+        write_json(timing_path, timing)
+    summary = {**figures, "timing": timing, "computed": len(pending), "skipped": len(jobs) - len(pending),
+               "removed": removed}
     if plots_dir is not None:
         label = f"{config.method} (gamma {config.gamma:g})" if config.method == "selfme" else config.method
         write_plots(jobs, plots_dir, config.plot_clips, title=label)

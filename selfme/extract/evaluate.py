@@ -35,10 +35,12 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
                      extract: Mapping[str, Any] | None = None, model_path: str | os.PathLike | None = None,
                      learner=None, metrics_path: str | os.PathLike | None = None,
                      plots_dir: str | os.PathLike | None = None, plot_clips: int = 4, max_clips: int = 0,
-                     held_out: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                     held_out: Sequence[str] | None = None, timing_path: str | os.PathLike | None = None,
+                     progress: bool = True) -> dict[str, Any]:
     """Figures of every variant on the manifest's clips that have a ground truth (see the module docstring).
 
-    Returns {"dataset", "clips", "variants": {name: {...}}} (also written to ``metrics_path``).
+    Returns {"dataset", "clips", "variants": {name: {...}}, "timing": {name: {...}}}; ``metrics_path`` gets
+    all but the timing (time per pair and device differ between identical runs), ``timing_path`` that.
     """
     manifest = read_manifest(manifest_path)
     jobs = [j for j in clip_jobs(manifest, manifest_path, Path(".")) if j["truth"] is not None]
@@ -58,6 +60,7 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
     truths = [np.load(j["truth"]).astype(np.float32) for j in jobs]
     masks = [regions(t, j["row"]) for t, j in zip(truths, jobs)]
     shown: dict[str, list[np.ndarray]] = {}
+    timing: dict[str, dict[str, Any]] = {}  # run times: apart from the metrics (they differ between runs)
     out: dict[str, Any] = {"dataset": str(manifest["dataset"].iloc[0]), "clips": len(jobs), "variants": {}}
     for name, overrides in variants.items():
         config = ExtractConfig.from_params(extract, **dict(overrides))
@@ -87,14 +90,14 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
             "folding_before_ss": round(float(np.mean([f[0] for f in folds])), 6),
             "folding_after_ss": round(float(np.mean([f[1] for f in folds])), 6),
             "clips_folding_before_ss": int(sum(f[0] > 0 for f in folds)),
-            "clips_folding_after_ss": int(sum(f[1] > 0 for f in folds)),
-            "seconds_per_pair": round(float(np.mean(seconds)), 5),
-            "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3),
-            "device": str(engine.device)}
+            "clips_folding_after_ss": int(sum(f[1] > 0 for f in folds))}
+        timing[name] = {"seconds_per_pair": round(float(np.mean(seconds)), 5),
+                        "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3),
+                        "device": str(engine.device)}
         log.info("%s: EPE all %.4f face %s expression %s px, folding %.4f -> %.4f, %.1f pairs/s", name,
                  figures.get("all", float("nan")), figures.get("face"), figures.get("expression"),
                  out["variants"][name]["folding_before_ss"], out["variants"][name]["folding_after_ss"],
-                 out["variants"][name]["pairs_per_second"])
+                 timing[name]["pairs_per_second"])
     zero = [clip_quality(np.zeros_like(t), t, m, gamma=1.0, flow_gamma1=None) for t, m in zip(truths, masks)]
     out["zero_motion_epe"] = _mean_epe(zero, zero=True)
     if held:
@@ -102,13 +105,15 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
         out["zero_motion_epe_held_out"] = _mean_epe([q for q, h in zip(zero, is_held) if h], zero=True)
     if metrics_path is not None:
         write_json(metrics_path, out)
+    if timing_path is not None:
+        write_json(timing_path, {"dataset": out["dataset"], "variants": timing})
     if plots_dir is not None:
         with atomic_dir(plots_dir) as tmp:
             for i, job in enumerate(jobs[:plot_clips]):
                 panels = [("onset", frames[i][0]), ("ground truth", truths[i])]
                 panels += [(name, flows[i]) for name, flows in shown.items() if i < len(flows)]
                 write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png", motion_figure(panels))
-    return out
+    return {**out, "timing": timing}
 
 
 def _mean_epe(per_clip: list[dict[str, float | None]], *, zero: bool) -> dict[str, float]:

@@ -83,7 +83,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 
 def summarize(sidecars: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean figures over clips from their sidecars: EPE (clips with ground truth), folding, time per pair."""
+    """Mean figures over clips from their sidecars: EPE (clips with ground truth), folding, magnitude."""
     if not sidecars:
         return {"clips": 0}
     first = sidecars[0]
@@ -102,9 +102,4 @@ def summarize(sidecars: list[Mapping[str, Any]]) -> dict[str, Any]:
     out["clips_folding_before_ss"] = sum(1 for q in quality if q["folding_raw"] > 0)
     out["clips_folding_after_ss"] = sum(1 for q in quality if q["folding"] > 0)
     out["mean_magnitude_px"] = _mean(q["mean_magnitude"] for q in quality)
-    seconds = [s["seconds"] for s in sidecars if s.get("seconds")]
-    if seconds:
-        out["seconds_per_pair"] = round(float(np.mean(seconds)), 5)
-        out["pairs_per_second"] = round(1.0 / float(np.mean(seconds)), 3)
-    out["devices"] = sorted({str(s.get("device")) for s in sidecars})
     return out
