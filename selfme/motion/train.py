@@ -108,6 +108,14 @@ def _trim_live_dir(live_dir: Path, start_step: int) -> None:
         tsv.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
 
 
+TIMING_KEYS = ("seconds", "images_per_second")
+
+
+def without_timing(record: dict) -> dict:
+    """An epoch record without its run times (they differ between identical runs: the model file must not)."""
+    return {k: v for k, v in record.items() if k not in TIMING_KEYS}
+
+
 def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig, out_path: str | os.PathLike,
                  checkpoint_dir: str | os.PathLike, live_dir: str | os.PathLike | None = None,
                  val_dataset: Dataset | None = None, hash_payload: Mapping[str, Any] | None = None,
@@ -244,7 +252,8 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
         live.end()
     if rank == 0:
         save_motion_model(out_path, model, meta={**dict(meta or {}), "params_hash": run_hash,
-                                                 "epochs": config.epochs, "history": history})
+                                                 "epochs": config.epochs,
+                                                 "history": [without_timing(r) for r in history]})
     if world > 1:
         dist.barrier()
     return history
