@@ -3,7 +3,7 @@ not a test).
 
     python bench/bench_loso.py                          # CUDA: the paper's SCViT; else the small form
     python bench/bench_loso.py --profile paper --workers 6 --plain-budget 120
-    python bench/bench_loso.py --profile small --json /tmp/loso.json
+    python bench/bench_loso.py --profile small --json loso.json
 
 The set has CASME II's 3-class size: 145 samples of 24 subjects (88 / 32 / 25 per class), synthetic
 class-dependent motion fields at the model's input size, written as a motion index in a scratch folder
