@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import yaml
 
+from selfme.device import resolve_device
 from selfme.extract import ExtractConfig, MotionEngine
 from selfme.io import read_image, write_json
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = float(np.median(runs))
         rows[method] = {"pairs_per_second": round(len(onsets) / seconds, 3),
                         "ms_per_pair": round(1000 * seconds / len(onsets), 2), "rounds": len(runs)}
-    device = ExtractConfig(device=args.device).resolve_device()
+    device = resolve_device(args.device, key="--device")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     result = {"device": name, "pairs": len(onsets), "crop": list(onsets[0].shape[:2]), "source": source,
               "batch_size": args.batch_size, "learner": learner_desc, "methods": rows}

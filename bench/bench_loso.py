@@ -46,7 +46,7 @@ from selfme.scvit.folds import seed_dir
 from selfme.scvit.inputs import HORIZONTAL
 from selfme.scvit.loso import plan_runs, run_fold
 from selfme.scvit.sources import build_inputs
-from selfme.scvit.train import resolve_device
+from selfme.device import resolve_device
 
 CLASS_SIZES = (88, 32, 25)   # CASME II, MEGC2019 3-class list: negative, positive, surprise
 N_SUBJECTS = 24
@@ -87,7 +87,7 @@ def casme2_sized_index(root: Path, size: int, *, seed: int = 0) -> Path:
 def time_plain(samples, out: Path, model_config: SCViTConfig, config: LosoConfig, budget: float) -> dict[str, Any]:
     """Folds one at a time in this process until ``budget`` seconds are spent; the 24-fold wall time."""
     tic = time.perf_counter()
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, key="loso.device")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     runs = [r for r, _ in plan_runs(samples, out=out, model_config=model_config, config=config, num_classes=3,
                                     datasets=samples.datasets)]
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, key="--device")
     profile = args.profile or ("paper" if device.type == "cuda" else "small")
     spec = PROFILES[profile]
     loso = {**spec["loso"], "device": str(device), **({"epochs": args.epochs} if args.epochs else {})}

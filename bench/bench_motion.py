@@ -22,6 +22,7 @@ import time
 import torch
 import yaml
 
+from selfme.device import resolve_device
 from selfme.motion.model import PAPER_ARCHITECTURE, MotionLearner
 
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         config = params["motion"]
         scales = params.get("pretrain", {}).get("loss", {}).get("scales", scales)
     scales = args.scales or scales
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device or "auto", key="--device")
     torch.manual_seed(0)
     model = MotionLearner(config=config, losses={"scales": scales}, vgg={"pretrained": False}).to(device)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -6,8 +6,6 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-import torch
-
 from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, DIS_PRESETS, FARNEBACK_DEFAULTS
 from selfme.flow.tvl1 import TVL1Params
 
@@ -95,8 +93,3 @@ class ExtractConfig:
     def applied_gamma(self) -> float:
         """gamma as applied to the stored field: the learned motion only (classical flows: 1)."""
         return float(self.gamma) if self.method == "selfme" else 1.0
-
-    def resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)

@@ -28,9 +28,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from selfme.datasets import read_manifest
-from selfme.datasets.frames import index_frames
+from selfme.datasets.frames import key_frame_files, resolve_manifest_path
 from selfme.extract.config import CONVENTION, FORMAT, ExtractConfig
-from selfme.extract.engine import MotionEngine, resolve_path
+from selfme.extract.engine import MotionEngine
 from selfme.extract.quality import clip_quality, regions, summarize
 from selfme.flow.viz import motion_figure
 from selfme.io import atomic_dir, file_sha256, read_image, write_csv, write_image, write_json, write_npy
@@ -42,20 +42,17 @@ def clip_jobs(manifest: pd.DataFrame, manifest_path: str | os.PathLike | None, o
     """One job per manifest row: frame files, checksums and output paths."""
     jobs = []
     for row in manifest.to_dict("records"):
-        frames = index_frames(resolve_path(str(row["frames_dir"]), manifest_path))
-        onset, apex = int(row["onset"]), int(row["apex"])
-        missing = [n for n in (onset, apex) if n not in frames]
-        if missing:
-            raise FileNotFoundError(f"{row['subject']}/{row['clip']}: frame(s) {missing} not in {row['frames_dir']}")
+        _, onset_file, apex_file = key_frame_files(str(row["frames_dir"]), row["onset"], row["apex"],
+                                                   name=f"{row['subject']}/{row['clip']}", manifest_path=manifest_path)
         digest = hashlib.sha256()
-        for n in (onset, apex):
-            digest.update(file_sha256(frames[n]).encode())
+        for path in (onset_file, apex_file):
+            digest.update(file_sha256(path).encode())
         truth = str(row.get("ground_truth") or "")
-        truth_path = resolve_path(truth, manifest_path) if truth and truth != "nan" else None
+        truth_path = resolve_manifest_path(truth, manifest_path) if truth and truth != "nan" else None
         if truth_path is not None and not truth_path.is_file():
             truth_path = None
         stem = out_dir / str(row["subject"]) / str(row["clip"])
-        jobs.append({"row": row, "onset_file": frames[onset], "apex_file": frames[apex],
+        jobs.append({"row": row, "onset_file": onset_file, "apex_file": apex_file,
                      "source_checksum": digest.hexdigest(), "truth": truth_path,
                      "truth_checksum": file_sha256(truth_path) if truth_path else None,
                      "npy": stem.with_suffix(".npy"), "json": stem.with_suffix(".json")})

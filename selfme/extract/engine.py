@@ -26,13 +26,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selfme.device import resolve_device
 from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, invert_displacement,
                             lattice_spacing, scaling_and_squaring)
 from selfme.extract.config import ExtractConfig
@@ -76,7 +76,7 @@ class MotionEngine:
     def __init__(self, config: ExtractConfig, *, model_path: str | os.PathLike | None = None,
                  learner: torch.nn.Module | None = None) -> None:
         self.config = config
-        self.device = config.resolve_device()
+        self.device = resolve_device(config.device, key="extract.device")
         self.learner = None
         self.model_checksum: str | None = None
         if config.method == "selfme":
@@ -151,11 +151,3 @@ class MotionEngine:
         return [PairMotion(flow=flows[i], folding_raw=float(raw_fold[i]), folding=float(fold[i]), seconds=seconds,
                            flow_gamma1=None if gamma1 is None else gamma1[i]) for i in range(len(onsets))]
 
-
-def resolve_path(path: str, manifest_path: str | os.PathLike | None) -> Path:
-    """A manifest path: as written (relative to the working directory), else beside the manifest."""
-    p = Path(path)
-    if p.is_absolute() or p.exists() or manifest_path is None:
-        return p
-    beside = Path(manifest_path).parent / p
-    return beside if beside.exists() else p

@@ -163,8 +163,9 @@ class FaceAlignmentBackend:
         import face_alignment
         import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from selfme.device import resolve_device
+
+        device = str(resolve_device(device, key="crop.face_alignment.device"))
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.max_side = max_side

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
+from selfme.device import resolve_device
 from selfme.motion.data import FramePairDataset
 from selfme.motion.model import load_motion_model
 from selfme.motion.pipeline import ManifestOnsetApexPairs, load_face_manifests, manifest_clip_videos
@@ -21,7 +20,7 @@ from selfme.motion.evaluate import evaluate_reconstruction
 def evaluate(model_path: str, data: list[str], *, random_pairs: int = 0, seed: int = 0,
              gamma: float = 1.0, subjects: list[str] | None = None) -> dict[str, dict[str, float]]:
     """{'onset_apex': {...}, 'random_pairs': {...}} of :func:`evaluate_reconstruction` results."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     model = load_motion_model(model_path, map_location=device)
     manifest, _ = load_face_manifests(data)
     if subjects:

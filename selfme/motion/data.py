@@ -20,10 +20,9 @@ import torch
 from torch.utils.data import Dataset
 
 from selfme.datasets import read_manifest
-from selfme.datasets.frames import IMAGE_SUFFIXES, frame_number, index_frames
+from selfme.datasets.frames import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_number, index_frames, key_frame_files,
+                                    resolve_manifest_path, video_frames, video_properties)
 from selfme.io import read_image
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 
 
 class FrameFolder:
@@ -55,37 +54,19 @@ class VideoFile:
 
     def __len__(self) -> int:
         if self._length is None:
-            cap = cv2.VideoCapture(str(self.path))
-            if not cap.isOpened():
-                raise ValueError(f"cannot open video {self.path}")
-            self._length = max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
-            cap.release()
+            self._length = video_properties(self.path)[0]
         return self._length
 
     def read(self, indices: Sequence[int]) -> list[np.ndarray]:
         wanted, frames, last = set(indices), {}, None
-        cap = cv2.VideoCapture(str(self.path))
-        try:
-            for i in range(max(indices) + 1):
-                ok, frame = cap.read()
-                if not ok:
-                    break  # the container over-reported its length: use the last decoded frame
-                last = frame
-                if i in wanted:
-                    frames[i] = frame
-        finally:
-            cap.release()
+        # a container that over-reports its length ends early: the last decoded frame stands in
+        for i, frame in enumerate(video_frames(self.path, count=max(indices) + 1)):
+            last = frame
+            if i in wanted:
+                frames[i] = frame
         if last is None:
             raise ValueError(f"no frame decodable in {self.path}")
         return [cv2.cvtColor(frames.get(i, last), cv2.COLOR_BGR2RGB) for i in indices]
-
-
-def _resolve_dir(frames_dir: str, manifest_path: Path) -> Path:
-    path = Path(frames_dir)
-    if path.is_absolute() or path.is_dir():
-        return path
-    beside = manifest_path.parent / path
-    return beside if beside.is_dir() else path
 
 
 def me_clip_videos(manifest: str | os.PathLike | pd.DataFrame, *, manifest_path: str | os.PathLike | None = None,
@@ -96,10 +77,9 @@ def me_clip_videos(manifest: str | os.PathLike | pd.DataFrame, *, manifest_path:
     if not isinstance(manifest, pd.DataFrame):
         manifest_path = Path(manifest)
         manifest = read_manifest(manifest_path)
-    base = Path(manifest_path) if manifest_path is not None else Path("manifest.csv")
     videos = []
     for row in manifest.itertuples(index=False):
-        frames = index_frames(_resolve_dir(row.frames_dir, base))
+        frames = index_frames(resolve_manifest_path(row.frames_dir, manifest_path))
         numbers = [n for n in frames if not clip_range or int(row.onset) <= n <= int(row.offset)] or list(frames)
         onset, apex = int(row.onset), int(row.apex)
         videos.append(FrameFolder([frames[n] for n in numbers], f"{row.subject}/{row.clip}",
@@ -241,13 +221,11 @@ class OnsetApexPairs(Dataset):
 
     def __init__(self, manifest: pd.DataFrame, *, image_size: int,
                  manifest_path: str | os.PathLike | None = None) -> None:
-        base = Path(manifest_path) if manifest_path is not None else Path("manifest.csv")
         self.items = []
         for row in manifest.itertuples(index=False):
-            frames = index_frames(_resolve_dir(row.frames_dir, base))
-            if int(row.onset) not in frames or int(row.apex) not in frames:
-                raise ValueError(f"{row.subject}/{row.clip}: onset {row.onset} or apex {row.apex} frame missing")
-            self.items.append((frames[int(row.onset)], frames[int(row.apex)]))
+            _, onset, apex = key_frame_files(row.frames_dir, row.onset, row.apex, name=f"{row.subject}/{row.clip}",
+                                             manifest_path=manifest_path)
+            self.items.append((onset, apex))
         self.image_size = int(image_size)
 
     def __len__(self) -> int:

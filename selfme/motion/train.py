@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from selfme.device import resolve_device
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from selfme.motion.data import seed_worker
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
@@ -130,9 +131,9 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
     from tqdm import tqdm
 
     rank, world, local_rank = _distributed()
-    if device is None:
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    device = resolve_device("auto" if device is None else device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)  # one GPU per process
     if device.type == "cuda":
         torch.cuda.set_device(device)
     use_amp = config.amp and device.type == "cuda"

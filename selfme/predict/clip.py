@@ -20,12 +20,11 @@ from typing import Any, Callable, Iterator
 
 import cv2
 
-from selfme.datasets.frames import IMAGE_SUFFIXES, detect_color, index_frames
+from selfme.datasets.frames import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, detect_color, index_frames, video_frames,
+                                    video_properties)
 from selfme.face.clip import ClipCropper, ClipJob
 from selfme.face.config import CropConfig
 from selfme.face.landmarks import LandmarkBackend
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,24 +52,14 @@ class CroppedClip:
 
 def decode_video(path: Path, folder: Path) -> tuple[dict[int, Path], float | None]:
     """Every frame of a video as ``folder/frame<N>.png`` (N from 0); a ValueError when none decodes."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr chatter off (set to override)
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise ValueError(f"cannot open the video {path} (unreadable, corrupt or an unsupported codec)")
-        fps = float(capture.get(cv2.CAP_PROP_FPS)) or None
-        folder.mkdir(parents=True, exist_ok=True)
-        frames: dict[int, Path] = {}
-        while True:
-            ok, image = capture.read()
-            if not ok or image is None:
-                break
-            out = folder / f"frame{len(frames)}.png"
-            if not cv2.imwrite(str(out), image, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-                raise OSError(f"could not write the decoded frame {out}")
-            frames[len(frames)] = out
-    finally:
-        capture.release()
+    fps = video_properties(path)[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    frames: dict[int, Path] = {}
+    for image in video_frames(path):
+        out = folder / f"frame{len(frames)}.png"
+        if not cv2.imwrite(str(out), image, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise OSError(f"could not write the decoded frame {out}")
+        frames[len(frames)] = out
     if not frames:
         raise ValueError(f"no frame could be decoded from the video {path} (unreadable, corrupt or empty)")
     return frames, fps

@@ -31,7 +31,8 @@ from selfme.predict.bundle import make_bundle, save_bundle
 from selfme.scvit.factory import SCViTConfig
 from selfme.scvit.inputs import HORIZONTAL
 from selfme.scvit.sources import Samples, build_inputs, load_samples
-from selfme.scvit.train import LosoConfig, deterministic, fold_seed, resolve_device, train_fold
+from selfme.device import resolve_device
+from selfme.scvit.train import LosoConfig, deterministic, fold_seed, train_fold
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _train_all(samples, labels: np.ndarray, *, model_config: SCViTConfig, config
     x, channels = build_inputs(samples, model_config.input_config())
     y = torch.as_tensor(labels, dtype=torch.long)
     negate = tuple(i for i, c in enumerate(channels) if c in HORIZONTAL)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, key="loso.device")
     threads = torch.get_num_threads()
     if config.threads > 0:
         torch.set_num_threads(config.threads)

@@ -42,7 +42,8 @@ from selfme.scvit.folds import (Fold, clean_dataset_dir, collect_predictions, fo
 from selfme.scvit.inputs import HORIZONTAL
 from selfme.scvit.screening import no_exclusions
 from selfme.scvit.sources import Samples, build_inputs
-from selfme.scvit.train import LosoConfig, deterministic, predict, resolve_device, train_fold
+from selfme.device import resolve_device
+from selfme.scvit.train import LosoConfig, deterministic, predict, train_fold
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _init_worker(counter, inputs_path: str, device: str, threads: int, log_level
         index = counter.value
         counter.value += 1
     torch.set_num_threads(max(1, threads))
-    resolved = resolve_device(device)
+    resolved = resolve_device(device, key="loso.device")
     resolved = worker_device(index, resolved, torch.cuda.device_count() if resolved.type == "cuda" else 0)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
@@ -173,7 +174,7 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
     bar = tqdm(total=len(runs), desc="loso folds", disable=not progress)
     done: dict[tuple[int, str, str], dict[str, Any]] = {}
     if config.workers == 1 or len(runs) == 1:
-        device = resolve_device(config.device)
+        device = resolve_device(config.device, key="loso.device")
         threads = torch.get_num_threads()
         if config.threads > 0:
             torch.set_num_threads(config.threads)

@@ -36,13 +36,13 @@ import pandas as pd
 import torch
 
 from selfme.datasets import class_names
+from selfme.datasets.frames import IMAGE_SUFFIXES, resolve_manifest_path
 from selfme.metrics.logs import MEGC_DB
 from selfme.scvit.inputs import IMAGE_CHANNELS, InputConfig, image_to_input, motion_to_input
 from selfme.scvit.screening import join_exclusions, no_exclusions, read_sample, screen, warn_excluded
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SAMPLE_COLUMNS = ["dataset", "db", "subject", "clip", "label_id", "path"]
 SAMPLE_KEY = ["dataset", "subject", "clip"]
 @dataclass(frozen=True)
@@ -97,16 +97,10 @@ def combine_samples(parts: Sequence[Samples]) -> Samples:
     return Samples(frame, parts[0].kind, join_exclusions([p.excluded for p in parts]))
 
 
-def _resolve(paths: pd.Series, base: Path) -> list[Path]:
-    """Relative paths: from the current folder (the repository root, for stages), else from the index's
-    folder or the nearest folder above it where they exist."""
-    out, missing = [], []
-    roots = [base.resolve(), *base.resolve().parents]
-    for p in paths.astype(str):
-        path = Path(p)
-        if not path.is_absolute() and not path.exists():
-            path = next((root / path for root in roots if (root / path).exists()), path)
-        (out if path.is_file() else missing).append(path)
+def _motion_files(paths: pd.Series, index: Path) -> list[Path]:
+    """The index's motion files (see :func:`resolve_manifest_path`); a FileNotFoundError when any is missing."""
+    out = [resolve_manifest_path(p, index) for p in paths.astype(str)]
+    missing = [p for p in out if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} motion file(s) missing, e.g. {missing[0]}")
     return out
@@ -169,7 +163,7 @@ def motion_index_samples(index: str | Path, *, dataset: str | Sequence[str] | No
     listed = frame[column].astype(str).tolist()
     out = pd.DataFrame({"dataset": db.values, "subject": frame["subject"].values, "clip": frame["clip"].values,
                         "label_id": frame["label_id"].astype(int).values,
-                        "path": [str(p) for p in _resolve(frame[column], index.parent)]})
+                        "path": [str(p) for p in _motion_files(frame[column], index)]})
     out, unreadable = screen(out, listed, "motion")
     excluded = join_exclusions([no_path, unreadable])
     warn_excluded(excluded, index)

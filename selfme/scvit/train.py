@@ -119,14 +119,6 @@ def fold_seed(seed: int, subject: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(str(subject).encode())) % (2 ** 31)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"loso.device {device!r} asked for, but CUDA is not available")
-    return torch.device(device)
-
-
 @contextlib.contextmanager
 def deterministic() -> Iterator[None]:
     """Deterministic kernels where torch has them (warnings, not errors, where it has none)."""
