@@ -135,7 +135,7 @@ class MotionEngine:
             return [PairMotion(flow=f, folding_raw=fd, folding=fd, seconds=seconds) for f, fd in zip(flows, folds)]
         if size[0] != size[1]:
             raise ValueError(f"the motion learner needs square crops, got {size[1]}x{size[0]}")
-        from selfme.motion.data import to_tensor
+        from selfme.motion.preprocess import to_tensor
 
         src = torch.stack([to_tensor(a, self.image_size) for a in onsets]).to(self.device)
         dst = torch.stack([to_tensor(a, self.image_size) for a in apexes]).to(self.device)

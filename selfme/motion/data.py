@@ -23,6 +23,7 @@ from selfme.datasets import read_manifest
 from selfme.datasets.frames import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, frame_number, index_frames, key_frame_files,
                                     resolve_manifest_path, video_frames, video_properties)
 from selfme.io import read_image
+from selfme.motion.preprocess import to_tensor
 
 
 class FrameFolder:
@@ -112,21 +113,6 @@ def voxceleb_videos(root: str | os.PathLike, *, split: str | None = "train") -> 
     if not videos:
         raise ValueError(f"no videos (frame folders or {sorted(VIDEO_SUFFIXES)}) in {root}")
     return videos
-
-
-def to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 [H, W] or [H, W, 3] -> float [3, size, size] in [0, 1] (centre square crop, area resize)."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    h, w = image.shape[:2]
-    if h != w:
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        image = image[top:top + side, left:left + side]
-    if image.shape[0] != size:
-        interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
-        image = cv2.resize(image, (size, size), interpolation=interp)
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
 
 
 def random_head_motion(image: np.ndarray, rng: np.random.Generator, *, translate_px: float, rotate_deg: float,
@@ -247,13 +233,3 @@ def split_holdout(manifest: pd.DataFrame, holdout_clips: int, seed: int) -> tupl
     mask = np.zeros(len(manifest), dtype=bool)
     mask[held] = True
     return manifest[~mask].reset_index(drop=True), manifest[mask].reset_index(drop=True)
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: derive numpy / random seeds from the worker's torch seed."""
-    import random
-
-    seed = torch.initial_seed() % 2 ** 32
-    np.random.seed(seed)
-    random.seed(seed)
-

@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfme.device import resolve_device
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
-from selfme.motion.data import seed_worker
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
 from selfme.motion.model import MotionLearner, save_motion_model
 
@@ -115,6 +114,15 @@ TIMING_KEYS = ("seconds", "images_per_second")
 def without_timing(record: dict) -> dict:
     """An epoch record without its run times (they differ between identical runs: the model file must not)."""
     return {k: v for k, v in record.items() if k not in TIMING_KEYS}
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: derive numpy / random seeds from the worker's torch seed."""
+    import random
+
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig, out_path: str | os.PathLike,
