@@ -5,12 +5,15 @@ Farneback and DIS on the same onset/apex pairs (a script, not a test).
     python bench/bench_extract.py --pairs 64 --batch-size 32       # on a GPU
     python bench/bench_extract.py --model none --params params.yaml   # random learner of params.yaml's motion
     python bench/bench_extract.py --rounds 3       # methods timed in turn, 3 rounds, median (a busy machine)
+    python bench/bench_extract.py --forms frozen eager plain   # the learner's forms side by side
 
 Pairs are the onset/apex crops of data/faces/synthme/manifest.csv (repeated to --pairs), or, when that is
 absent, scikit-image's astronaut with a sub-pixel shift at --size. The learner is --model when the file
 exists; otherwise a randomly initialised one with the architecture of --params' ``motion`` section (or the
-paper's vox-256 one): weights do not change the cost. Prints pairs per second per method, side by side,
-and merges the result into --json (default metrics/bench.json, key ``extract``).
+paper's vox-256 one): weights do not change the cost. ``selfme`` runs the learner in its fastest form
+(``frozen``, selfme.extract.engine.LEARNER_FORMS); --forms adds rows ``selfme_eager`` / ``selfme_plain``
+for the other forms, timed in the same rounds. Prints pairs per second per method, side by side, and
+merges the result into --json (default metrics/bench.json, key ``extract``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import yaml
 
 from selfme.device import resolve_device
 from selfme.extract import ExtractConfig, MotionEngine
+from selfme.extract.engine import LEARNER_FORMS
 from selfme.io import read_image, write_json
 
 
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="models/motion/finetune.pt", help="'none' for a random learner")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--methods", nargs="+", default=["selfme", "tvl1", "farneback", "dis"])
+    parser.add_argument("--forms", nargs="+", default=["frozen"], choices=LEARNER_FORMS,
+                        help="forms of the learner for selfme (row selfme = frozen, others selfme_<form>)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default="metrics/bench.json", help="merged under the key 'extract'; '' = none")
     args = parser.parse_args(argv)
@@ -96,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     engines = {}
     for method in args.methods:
         config = ExtractConfig.from_params({"batch_size": args.batch_size, "device": args.device}, method=method)
-        engines[method] = MotionEngine(config, learner=learner if method == "selfme" else None)
+        if method != "selfme":
+            engines[method] = MotionEngine(config)
+        for form in args.forms if method == "selfme" else ():
+            engines["selfme" if form == "frozen" else f"selfme_{form}"] = MotionEngine(config, learner=learner, form=form)
     times: dict[str, list[float]] = {method: [] for method in engines}
     for r in range(max(1, args.rounds)):
         for method, engine in engines.items():

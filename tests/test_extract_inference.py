@@ -1,4 +1,5 @@
-"""The motion learner's inference form (selfme.extract.inference) computes what the trained blocks compute."""
+"""The motion learner's inference form (selfme.extract.inference) and its frozen graphs (selfme.extract.frozen)
+compute what the trained learner computes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from selfme.extract import ExtractConfig, MotionEngine
+from selfme.extract.frozen import DenseDisplacement, MotionField, freeze_motion_field
 from selfme.extract.inference import PhaseUpBlock2d, SeparableAntiAlias, inference_learner, phase_kernels
 from selfme.motion.blocks import AntiAliasInterpolation2d, UpBlock2d
 from selfme.motion.model import MotionLearner
@@ -98,16 +100,83 @@ def test_a_block_whose_definition_changed_is_kept(monkeypatch, caplog):
                               learner.estimate_motion(src, dst)["displacement"], atol=1e-5)
 
 
-def test_engine_flows_match_the_trained_learner():
+@pytest.mark.parametrize("form", ["eager", "frozen"])
+def test_engine_flows_match_the_trained_learner(form):
     learner = _learner()
     rng = np.random.default_rng(0)
     onsets = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(3)]
     apexes = [np.roll(o, 1, axis=1) for o in onsets]
     config = ExtractConfig(batch_size=3, device="cpu")
-    engine = MotionEngine(config, learner=learner)
-    reference = MotionEngine(config, learner=learner)
-    reference.learner = learner  # the learner as trained (what the engine ran before the inference form)
-    got, expected = engine.compute(onsets, apexes), reference.compute(onsets, apexes)
-    flows, truth = np.stack([r.flow for r in got]), np.stack([r.flow for r in expected])
-    assert np.abs(flows - truth).max() <= 1e-4 * max(1.0, np.abs(truth).max())
+    engine = MotionEngine(config, learner=learner, form=form)
+    reference = MotionEngine(config, learner=learner, form="plain")  # the learner as trained, estimate_motion
+    assert engine.field.frozen == (form == "frozen") and not reference.field.frozen
+    got = engine.compute(onsets, apexes, with_gamma1=True)
+    expected = reference.compute(onsets, apexes, with_gamma1=True)
+    for key in ("flow", "flow_gamma1"):
+        flows, truth = (np.stack([getattr(r, key) for r in rs]) for rs in (got, expected))
+        assert np.abs(flows - truth).max() <= 1e-4 * max(1.0, np.abs(truth).max())
     assert engine.model_checksum == reference.model_checksum  # keyed by the trained weights
+
+
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_motion_field_is_estimate_motion_with_keypoints_shared(jacobian):
+    # Keypoints of source and target in one batch and reused across gammas: the same numbers as
+    # estimate_motion, which detects them in two batches for every gamma.
+    learner = MotionLearner(config=tiny_motion(kp_detector={"estimate_jacobian": jacobian})).eval()
+    _randomise_norms(learner)
+    field = MotionField(learner)
+    src, dst = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        keypoints = field.keypoints(src, dst)
+        assert len(keypoints) == (4 if jacobian else 2)
+        for gamma in (1.0, 2.0):
+            expected = learner.estimate_motion(src, dst, gamma=gamma)["displacement"]
+            assert torch.allclose(field.displacement(src, dst, gamma, keypoints), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_frozen_field_gives_the_eager_motion_at_other_batch_sizes_and_gammas(jacobian):
+    learner = inference_learner(MotionLearner(config=tiny_motion(kp_detector={"estimate_jacobian": jacobian})).eval())
+    _randomise_norms(learner)
+    eager = MotionField(learner)
+    frozen = freeze_motion_field(eager, image_size=32, device=torch.device("cpu"))
+    assert frozen.frozen and isinstance(frozen.dense_part, torch.jit.ScriptModule)
+    for pairs, gamma in ((1, 2.0), (5, 1.0), (3, 0.5)):
+        src, dst = torch.rand(pairs, 3, 32, 32), torch.rand(pairs, 3, 32, 32)
+        with torch.inference_mode():
+            expected, got = eager.displacement(src, dst, gamma), frozen.displacement(src, dst, gamma)
+        assert got.shape == expected.shape == (pairs, 2, 8, 8)
+        assert torch.allclose(got, expected, atol=1e-5 * max(1.0, float(expected.abs().max())))
+        assert float((expected[:, :, 1:] - expected[:, :, :-1]).abs().max()) > 1e-3  # not a trivial field
+
+
+def test_a_frozen_graph_that_disagrees_or_fails_is_left_out(monkeypatch, caplog):
+    import selfme.extract.frozen as frozen_module
+
+    learner = _learner()
+    field = MotionField(inference_learner(learner))
+    real_freeze = frozen_module._freeze
+
+    def off_by_a_hundredth(module, example):
+        graph = real_freeze(module, example)
+        return (lambda *args: graph(*args) + 0.01) if isinstance(module, DenseDisplacement) else graph
+
+    monkeypatch.setattr(frozen_module, "_freeze", off_by_a_hundredth)
+    with caplog.at_level(logging.WARNING):
+        assert freeze_motion_field(field, image_size=32, device=torch.device("cpu")) is field
+    assert "disagrees" in caplog.text and not field.frozen
+
+    def fails(module, example):
+        raise RuntimeError("untraceable")
+
+    monkeypatch.setattr(frozen_module, "_freeze", fails)
+    with caplog.at_level(logging.WARNING):
+        assert freeze_motion_field(field, image_size=32, device=torch.device("cpu")) is field
+    assert "untraceable" in caplog.text
+
+
+def test_frozen_engines_are_reproducible():
+    learner = _learner()
+    frames = [np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    runs = [MotionEngine(ExtractConfig(device="cpu"), learner=learner).compute(frames, frames[::-1]) for _ in range(2)]
+    assert all(np.array_equal(a.flow, b.flow) for a, b in zip(*runs))

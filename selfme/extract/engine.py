@@ -36,11 +36,17 @@ from selfme.device import resolve_device
 from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, invert_displacement,
                             lattice_spacing, scaling_and_squaring)
 from selfme.extract.config import ExtractConfig
+from selfme.extract.frozen import MotionField, freeze_motion_field
 from selfme.extract.inference import inference_learner
 from selfme.flow.classic import classical_flow
 from selfme.io import file_sha256
 
 log = logging.getLogger(__name__)
+
+#: How the engine runs the learner: ``plain`` as trained (``estimate_motion``), ``eager`` its inference form
+#: (selfme.extract.inference), ``frozen`` that form as frozen TorchScript graphs on a CPU (selfme.extract.frozen;
+#: eager on other devices). All three give the same motion up to float rounding; ``frozen`` is the fastest.
+LEARNER_FORMS = ("plain", "eager", "frozen")
 
 
 @dataclass
@@ -74,10 +80,13 @@ class MotionEngine:
     """Computes :class:`PairMotion` for batches of (onset, apex) uint8 frames with one configuration."""
 
     def __init__(self, config: ExtractConfig, *, model_path: str | os.PathLike | None = None,
-                 learner: torch.nn.Module | None = None) -> None:
+                 learner: torch.nn.Module | None = None, form: str = "frozen") -> None:
+        if form not in LEARNER_FORMS:
+            raise ValueError(f"learner form must be one of {LEARNER_FORMS}, got {form!r}")
         self.config = config
         self.device = resolve_device(config.device, key="extract.device")
         self.learner = None
+        self.field: MotionField | None = None
         self.model_checksum: str | None = None
         if config.method == "selfme":
             if learner is None:
@@ -93,8 +102,12 @@ class MotionEngine:
                     digest.update(name.encode())
                     digest.update(tensor.detach().cpu().numpy().tobytes())
                 self.model_checksum = digest.hexdigest()
-            self.learner = inference_learner(learner.eval()).to(self.device)  # a copy (selfme.extract.inference)
+            learner = learner.eval() if form == "plain" else inference_learner(learner.eval())  # a copy
+            self.learner = learner.to(self.device)
             self.image_size = int(self.learner.config["image_size"])
+            self.field = MotionField(self.learner)
+            if form == "frozen":
+                self.field = freeze_motion_field(self.field, image_size=self.image_size, device=self.device)
         log.info("motion %s on %s%s", config.method, self.device,
                  f", model {str(model_path)!r}" if model_path else "")
 
@@ -103,14 +116,12 @@ class MotionEngine:
             torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
-    def _learned(self, onsets: torch.Tensor, apexes: torch.Tensor, gamma: float,
-                 out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _learned(self, source: torch.Tensor, target: torch.Tensor, gamma: float, out_size: tuple[int, int],
+                 keypoints: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
-        source, target = (onsets, apexes) if c.source_frame == "onset" else (apexes, onsets)
-        motion = self.learner.estimate_motion(source, target, gamma=gamma)
-        forward, raw_fold, fold = expand_learned(motion["displacement"], image_size=self.image_size,
-                                                 bspline=c.bspline, ss_steps=c.ss_steps,
-                                                 source_frame=c.source_frame)
+        displacement = self.field.displacement(source, target, gamma, keypoints)
+        forward, raw_fold, fold = expand_learned(displacement, image_size=self.image_size, bspline=c.bspline,
+                                                 ss_steps=c.ss_steps, source_frame=c.source_frame)
         if tuple(forward.shape[-2:]) != tuple(out_size):
             h, w = out_size
             scale = torch.tensor([w / forward.shape[-1], h / forward.shape[-2]], device=forward.device)
@@ -139,14 +150,17 @@ class MotionEngine:
 
         src = torch.stack([to_tensor(a, self.image_size) for a in onsets]).to(self.device)
         dst = torch.stack([to_tensor(a, self.image_size) for a in apexes]).to(self.device)
+        source, target = (src, dst) if c.source_frame == "onset" else (dst, src)
         self._sync()
         tic = time.perf_counter()
-        forward, raw_fold, fold = self._learned(src, dst, float(c.gamma), size)
+        with torch.inference_mode():
+            keypoints = self.field.keypoints(source, target)  # shared with the gamma 1 pass
+        forward, raw_fold, fold = self._learned(source, target, float(c.gamma), size, keypoints)
         self._sync()
         seconds = (time.perf_counter() - tic) / len(onsets)
         gamma1 = None
         if with_gamma1 and float(c.gamma) != 1.0:
-            gamma1 = self._learned(src, dst, 1.0, size)[0].permute(0, 2, 3, 1).float().cpu().numpy()
+            gamma1 = self._learned(source, target, 1.0, size, keypoints)[0].permute(0, 2, 3, 1).float().cpu().numpy()
         flows = forward.permute(0, 2, 3, 1).float().cpu().numpy()
         return [PairMotion(flow=flows[i], folding_raw=float(raw_fold[i]), folding=float(fold[i]), seconds=seconds,
                            flow_gamma1=None if gamma1 is None else gamma1[i]) for i in range(len(onsets))]
