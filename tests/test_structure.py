@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
+import torch
 from test_dvc_deps import import_closure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,3 +18,38 @@ def test_extraction_does_not_import_the_motion_training_data():
         closure |= {p.relative_to(REPO).as_posix() for p in import_closure(module)}
     assert "selfme/motion/preprocess.py" in closure
     assert "selfme/motion/data.py" not in closure
+
+
+def _root(node: ast.expr) -> str:
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _private_uses(path: Path) -> list[str]:
+    """``obj._name`` where obj is not our own object (``self._x``; ``self.backbone._x`` counts) nor torch's
+    documented bases (``nn.modules.batchnorm._BatchNorm``): a reach into another library's private members."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{path.name}:{node.lineno} .{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and _root(node.value) not in ("torch", "nn")]
+
+
+def test_scvit_uses_no_private_timm_members():
+    found = [use for f in sorted((REPO / "selfme" / "scvit").glob("*.py")) for use in _private_uses(f)]
+    assert not found, found
+
+
+def test_scvit_patch_embeddings_are_the_projection_output_and_tokens_timms_features():
+    from selfme.scvit import SCViTConfig, create_scvit
+
+    torch.manual_seed(0)
+    model, _ = create_scvit(SCViTConfig(model_name="vit_tiny_patch16_224", img_size=32, patch_size=16, depth=1,
+                                        embed_dim=32, num_heads=2, pretrained=False), num_classes=3, in_chans=2)
+    model.eval()
+    x = torch.randn(2, 2, 32, 32)
+    features = model.forward_features(x)
+    assert torch.equal(features.patches, model.backbone.patch_embed(x))  # x_p E, before E_pos
+    assert torch.equal(features.tokens, model.backbone.forward_features(x))
+    assert not model.backbone.patch_embed._forward_hooks  # the hook is gone after the call

@@ -53,7 +53,7 @@ class SCViT(nn.Module):
         super().__init__()
         if sc_features not in SC_FEATURES:
             raise ValueError(f"sc_features must be one of {SC_FEATURES}, got {sc_features!r}")
-        for attr in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens"):
+        for attr in ("patch_embed", "forward_features", "forward_head", "num_prefix_tokens"):
             if not hasattr(backbone, attr):
                 raise TypeError(f"backbone {type(backbone).__name__} is not a timm VisionTransformer (no {attr})")
         if getattr(backbone.patch_embed, "flatten", True) is False:
@@ -80,15 +80,15 @@ class SCViT(nn.Module):
         return int(self.backbone.patch_embed.proj.in_channels)
 
     def forward_features(self, x: torch.Tensor) -> Features:
-        """Patch projection E, class token and E_pos, the blocks and the final norm (as timm's ViT)."""
-        bb = self.backbone
-        patches = bb.patch_embed(x)
-        tokens = bb._pos_embed(patches)
-        tokens = bb.patch_drop(tokens)
-        tokens = bb.norm_pre(tokens)
-        tokens = bb.blocks(tokens)
-        tokens = bb.norm(tokens)
-        return Features(tokens=tokens, patches=patches)
+        """timm's ``forward_features`` (patch projection E, class token and E_pos, the blocks, the final
+        norm); the patch embeddings x_p E are read on the way by a forward hook on ``patch_embed``."""
+        captured: list[torch.Tensor] = []
+        handle = self.backbone.patch_embed.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            tokens = self.backbone.forward_features(x)
+        finally:
+            handle.remove()
+        return Features(tokens=tokens, patches=captured[0])
 
     def forward_head(self, features: Features | torch.Tensor, *, pre_logits: bool = False) -> torch.Tensor:
         """Class-token pooling, head norm and the linear classifier: logits [B, num_classes]."""
