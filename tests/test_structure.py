@@ -53,3 +53,13 @@ def test_scvit_patch_embeddings_are_the_projection_output_and_tokens_timms_featu
     assert torch.equal(features.patches, model.backbone.patch_embed(x))  # x_p E, before E_pos
     assert torch.equal(features.tokens, model.backbone.forward_features(x))
     assert not model.backbone.patch_embed._forward_hooks  # the hook is gone after the call
+
+
+def test_no_hand_written_samplers():
+    # Sharding is torch's DistributedSampler; on one process it keeps the order 0, 1, 2, ... of before.
+    found = []
+    for path in sorted((REPO / "selfme").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any("Sampler" in ast.unparse(b) for b in node.bases):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    assert not found, found

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 from selfme.device import resolve_device
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
@@ -69,19 +70,6 @@ def _distributed() -> tuple[int, int, int]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-class _Shard(torch.utils.data.Sampler):
-    """Indices rank, rank + world, ... (equal counts on every rank, deterministic)."""
-
-    def __init__(self, length: int, rank: int, world: int) -> None:
-        self.indices = list(range(rank, length - length % world, world))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 def _fixed_sample(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +192,10 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
     for epoch in range(start_epoch, config.epochs):
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=per_rank, sampler=_Shard(len(dataset), rank, world),
+        # indices rank, rank + world, ... in order, the tail dropped so every rank gets as many (the dataset
+        # itself permutes per epoch; one process: 0, 1, 2, ...)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler,
                             num_workers=config.num_workers, worker_init_fn=seed_worker, drop_last=True,
                             generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
                             pin_memory=device.type == "cuda")
