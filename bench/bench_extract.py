@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     learner, learner_desc = (build_learner(args.model, args.params) if "selfme" in args.methods else (None, None))
     engines = {}
     for method in args.methods:
-        config = ExtractConfig.from_params({"batch_size": args.batch_size, "device": args.device}, method=method)
+        config = ExtractConfig.from_mapping({"batch_size": args.batch_size, "device": args.device}, method=method)
         if method != "selfme":
             engines[method] = MotionEngine(config)
         for form in args.forms if method == "selfme" else ():

@@ -53,6 +53,7 @@ TUNING: dict[str, tuple[str, str, list[str]]] = {
     "t2_no_augment": ("t1 without flips and shifts", "configs/realflow.yaml", ["loso.hflip=0.0", "loso.shift_px=0"]),
     "t3_linear_stem": ("t1 with ViT's linear patch embedding", "configs/realflow.yaml", ["scvit.stem=linear"]),
 }
+    "u3_e6_ens3_b4": ("u2 with batch 4 (lr 1.4e-3)", "configs/realflow.yaml",
 
 
 def run_cell(key: str, row: tuple[str, str, list[str]], protocol: str, seeds: list[int], datasets: list[str],
@@ -73,8 +74,8 @@ def run_cell(key: str, row: tuple[str, str, list[str]], protocol: str, seeds: li
     samples = load_samples(REALDATA / "composite_flow_28px", dataset=datasets,
                            labels=REALDATA / "annotations" / "megc2019_combined_3class_gt.csv")
     start = time.perf_counter()
-    result = run_loso(samples, out=Path(out) / key / protocol, model_config=SCViTConfig.from_params(params["scvit"]),
-                      config=LosoConfig.from_params(params["loso"]), num_classes=3, progress=False)
+    result = run_loso(samples, out=Path(out) / key / protocol, model_config=SCViTConfig.from_mapping(params["scvit"]),
+                      config=LosoConfig.from_mapping(params["loso"]), num_classes=3, progress=False)
     seconds = time.perf_counter() - start
     scores = {s: {m: result.summary[s].get(m) for m in ("uf1", "uf1_std", "uar", "uar_std", "n_seeds", "n_samples")}
               for s in SLICES if s in result.summary}

@@ -13,9 +13,11 @@ import json
 import sys
 
 from selfme.datasets import class_names
+from selfme.datasets.config import PrepareConfig
+from selfme.metrics.config import AggregateConfig
 from selfme.log import setup_logging
 from selfme.metrics.aggregate import aggregate
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("datasets", "prepare", "aggregate", "loso")
-    summary = aggregate(args.results, list(params["datasets"]), class_names(params["prepare"]["protocol"]),
-                        metrics_dir=args.metrics, average=params["aggregate"]["average"],
-                        seeds=params["loso"].get("seeds", [0]))
+    prepare, section = PrepareConfig.from_mapping(params["prepare"]), AggregateConfig.from_mapping(params["aggregate"])
+    summary = aggregate(args.results, list(params["datasets"]), class_names(prepare.protocol),
+                        metrics_dir=args.metrics, average=section.average, seeds=params["loso"].get("seeds", [0]))
     print(json.dumps(summary, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

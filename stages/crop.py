@@ -13,10 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from selfme.config import set_threads
 from selfme.face import CropConfig, CropFailureRate, crop_dataset
 from selfme.face.cli import print_summary
 from selfme.log import setup_logging
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params("datasets", "crop")
     if args.dataset not in params["datasets"]:
         raise KeyError(f"params.yaml datasets has no entry {args.dataset!r}")
-    config = CropConfig.from_params(params["crop"])
+    config = CropConfig.from_mapping(params["crop"])
+    set_threads(config.threads)
     gt_root = Path(params["datasets"][args.dataset]["root"], "ground_truth")
     try:
         summary = crop_dataset(f"{args.manifest_dir}/{args.dataset}.csv", f"{args.out_dir}/{args.dataset}",
@@ -45,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -14,9 +14,11 @@ import argparse
 import json
 import sys
 
+from selfme.config import set_threads
 from selfme.extract import ExtractConfig, extract_dataset
+from selfme.motion.config import MotionConfig
 from selfme.log import setup_logging
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("motion", "extract")
-    config = ExtractConfig.from_params(params["extract"], method=params["motion"].get("method", "selfme"))
+    config = ExtractConfig.from_mapping(params["extract"], method=MotionConfig.from_mapping(params["motion"]).method)
+    set_threads(config.threads)
     summary = extract_dataset(f"{args.faces_dir}/{args.dataset}/manifest.csv",
                               f"{args.out_dir}/{config.method}/{args.dataset}", config=config,
                               model_path=args.model if config.method == "selfme" else None,
@@ -44,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

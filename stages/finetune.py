@@ -15,7 +15,7 @@ import sys
 
 from selfme.log import setup_logging
 from selfme.motion.pipeline import resolve_face_data, run_stage
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -23,7 +23,7 @@ from selfme.io import write_json
 from selfme.log import setup_logging
 from selfme.scvit.cli import loso, pipeline_samples, print_result
 from selfme.scvit.loso import timing_report
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

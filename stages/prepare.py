@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfme.config import ParamsError, did_you_mean
 from selfme.datasets import build_manifest, write_manifest
+from selfme.datasets.config import PrepareConfig, load_datasets
 from selfme.log import setup_logging
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,15 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("datasets", "prepare")
-    if args.dataset not in params["datasets"]:
-        raise KeyError(f"params.yaml datasets has no entry {args.dataset!r}")
-    entry = params["datasets"][args.dataset]
-    prep = params["prepare"]
+    datasets = load_datasets(params["datasets"])
+    if args.dataset not in datasets:
+        raise ParamsError(f"datasets.{args.dataset}: missing entry{did_you_mean(args.dataset, datasets)}")
+    entry = datasets[args.dataset]
+    prep = PrepareConfig.from_mapping(params["prepare"])
     try:
         result = build_manifest(
-            entry.get("adapter", args.dataset), entry["root"], annotations=entry.get("annotations"),
-            protocol=prep["protocol"], allow_missing_frames=prep["allow_missing_frames"],
-            apex_missing=prep["apex_missing"])
+            entry.adapter or args.dataset, entry.root, annotations=entry.annotations,
+            protocol=prep.protocol, allow_missing_frames=prep.allow_missing_frames,
+            apex_missing=prep.apex_missing)
     except (FileNotFoundError, ValueError) as exc:  # bad input data: one line naming the file
         print(f"prepare@{args.dataset}: error: {exc}", file=sys.stderr)
         return 2
@@ -41,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -10,7 +10,7 @@ import sys
 
 from selfme.log import setup_logging
 from selfme.synth import SynthConfig, generate_synthme
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,4 +27,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -20,7 +20,7 @@ from selfme.log import setup_logging
 from selfme.predict.train_full import train_full
 from selfme.scvit import WeightsNotFound
 from selfme.scvit.cli import apply_overrides
-from stages._params import load_params
+from stages._params import guarded, load_params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

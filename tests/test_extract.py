@@ -60,7 +60,7 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_extraction_writes_the_contract_and_skips_on_rerun(tiny, tmp_path, learner):
     out = tmp_path / "motion" / "selfme" / "tiny"
-    config = ExtractConfig.from_params({"gamma": 2.0, "batch_size": 2, "plot_clips": 1}, method="selfme")
+    config = ExtractConfig.from_mapping({"gamma": 2.0, "batch_size": 2, "plot_clips": 1}, method="selfme")
     summary = extract_dataset(tiny, out, config=config, learner=learner, metrics_path=tmp_path / "m.json",
                               timing_path=tmp_path / "timing.json", plots_dir=tmp_path / "plots", progress=False)
     assert summary["computed"] == 2 and summary["skipped"] == 0 and summary["clips_with_ground_truth"] == 2
@@ -93,7 +93,7 @@ def test_extraction_writes_the_contract_and_skips_on_rerun(tiny, tmp_path, learn
     assert (out / "sub01" / "EP01_01.npy").stat().st_mtime_ns == before
     assert again["epe"] == metrics["epe"]  # figures come from the sidecars
 
-    changed = ExtractConfig.from_params({"gamma": 1.0, "batch_size": 2}, method="selfme")
+    changed = ExtractConfig.from_mapping({"gamma": 1.0, "batch_size": 2}, method="selfme")
     assert extract_dataset(tiny, out, config=changed, learner=learner, progress=False)["computed"] == 2
 
     frame = pd.read_csv(tiny)
@@ -105,7 +105,7 @@ def test_extraction_writes_the_contract_and_skips_on_rerun(tiny, tmp_path, learn
 @pytest.mark.parametrize("method", ["tvl1", "farneback"])
 def test_classical_methods_through_the_stage_function(tiny, tmp_path, method):
     out = tmp_path / "motion" / method / "tiny"
-    config = ExtractConfig.from_params({"gamma": 2.0}, method=method)
+    config = ExtractConfig.from_mapping({"gamma": 2.0}, method=method)
     summary = extract_dataset(tiny, out, config=config, progress=False)
     side = json.loads((out / "sub01" / "EP01_01.json").read_text())
     assert side["gamma"] == 1.0 and side["bspline"] is None  # gamma amplifies the learned motion only
@@ -148,7 +148,7 @@ def test_smooth_learned_motion_is_stored_as_the_forward_field(bspline):
     forward = bspline_expand(torch.randn(1, 2, 4, 4, generator=g), 8)  # about 1 px, low frequency
     lattice = torch.nn.functional.interpolate(invert_displacement(forward), size=(8, 8), mode="bilinear",
                                               align_corners=False)
-    config = ExtractConfig.from_params({"gamma": 1.0, "bspline": bspline}, method="selfme")
+    config = ExtractConfig.from_mapping({"gamma": 1.0, "bspline": bspline}, method="selfme")
     frames = [np.zeros((SIZE, SIZE, 3), np.uint8)]
     stored = MotionEngine(config, learner=_GivenLattice(lattice, 32)).compute(frames, frames)[0].flow
     truth = 2 * torch.nn.functional.interpolate(forward, size=SIZE, mode="bilinear")[0].permute(1, 2, 0).numpy()
@@ -184,25 +184,25 @@ def test_gamma_scales_the_keypoint_displacements(learner):
     stored = {}
     for gamma in (1.0, 2.0):
         fixed = _FixedLearner()
-        config = ExtractConfig.from_params({"gamma": gamma, "bspline": False, "source_frame": "apex"}, method="selfme")
+        config = ExtractConfig.from_mapping({"gamma": gamma, "bspline": False, "source_frame": "apex"}, method="selfme")
         stored[gamma] = MotionEngine(config, learner=fixed).compute(frames, frames)[0].flow
         assert fixed.calls == [gamma]
     assert np.allclose(stored[2.0], 2 * stored[1.0], atol=1e-6)
     # The real learner at gamma 2 and 1 (with_gamma1 gives the accuracy pass).
-    config = ExtractConfig.from_params({"gamma": 2.0}, method="selfme")
+    config = ExtractConfig.from_mapping({"gamma": 2.0}, method="selfme")
     result = MotionEngine(config, learner=learner).compute(frames, frames, with_gamma1=True)[0]
     assert result.flow.shape == (SIZE, SIZE, 2) and result.flow_gamma1.shape == (SIZE, SIZE, 2)
 
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        ExtractConfig.from_params({}, method="raft")
-    with pytest.raises(KeyError):
-        ExtractConfig.from_params({"gama": 2})
-    with pytest.raises(KeyError):
-        ExtractConfig.from_params({"tvl1": {"iterations": 300}}, method="tvl1")
-    assert ExtractConfig.from_params({"bspline": False}).method_params()["ss_steps"] == 0
-    assert ExtractConfig.from_params({}, method="dis").method_params() == {"preset": "medium"}
+        ExtractConfig.from_mapping({}, method="raft")
+    with pytest.raises(ValueError, match="extract.gama: unknown key"):
+        ExtractConfig.from_mapping({"gama": 2})
+    with pytest.raises(ValueError, match="extract.tvl1.iterations: unknown key"):
+        ExtractConfig.from_mapping({"tvl1": {"iterations": 300}}, method="tvl1")
+    assert ExtractConfig.from_mapping({"bspline": False}).method_params()["ss_steps"] == 0
+    assert ExtractConfig.from_mapping({}, method="dis").method_params() == {"preset": "medium"}
 
 
 def test_evaluate_methods_and_cli(tiny, tmp_path, learner):

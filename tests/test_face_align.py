@@ -120,8 +120,8 @@ def test_mapped_field_keeps_the_flow_convention_on_the_crops():
 
 
 def test_config_rejects_unknown_keys_and_fingerprint_ignores_runtime_settings():
-    with pytest.raises(ValueError, match="unknown crop parameter"):
-        CropConfig.from_params({"sise": 128})
+    with pytest.raises(ValueError, match="crop.sise: unknown key"):
+        CropConfig.from_mapping({"sise": 128})
     with pytest.raises(ValueError, match="gray"):
         CropConfig(gray="average")
     base = CropConfig(size=128)

@@ -80,7 +80,7 @@ def test_tvl1_params():
     assert TVL1Params() == TVL1Params.from_mapping({})
     p = TVL1Params.from_mapping({"lambda": 0.3, "warps": 2})
     assert p.lambda_ == 0.3 and p.as_dict()["lambda"] == 0.3 and p.warps == 2
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="tvl1.iterations: unknown key"):
         TVL1Params.from_mapping({"iterations": 300})
     with pytest.raises(ValueError):
         TVL1Params.from_mapping({"scale_step": 1.0})

@@ -47,8 +47,8 @@ def test_seeds_and_protocol_are_checked_and_the_seed_list_does_not_key_a_run():
         LosoConfig(protocol="pooled")
     assert LosoConfig(seeds=[0]).result_key() == LosoConfig(seeds=[0, 1, 2]).result_key()
     assert LosoConfig(protocol="composite").result_key() != LosoConfig().result_key()
-    with pytest.raises(KeyError, match="seed"):
-        LosoConfig.from_params({"seed": 0})
+    with pytest.raises(ValueError, match="loso.seed: unknown key"):
+        LosoConfig.from_mapping({"seed": 0})
 
 
 def _pool(tmp_path):

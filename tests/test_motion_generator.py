@@ -118,14 +118,15 @@ def test_image_skip_needs_the_occlusion_map():
 
 def test_image_skip_flag_in_config_hash_and_model_file(tmp_path):
     skip_config = _with_skip(TINY)
-    assert model_config({**skip_config, "method": "selfme"}) == skip_config
+    assert model_config({**skip_config, "method": "selfme"}) == model_config(skip_config)
+    assert model_config(skip_config)["generator"]["image_skip"] is True
     assert PAPER_ARCHITECTURE["generator"]["image_skip"] is False  # the paper profile: FOMM's generator
     assert params_hash({"motion": model_config(skip_config)}) != params_hash({"motion": model_config(TINY)})
     learner = MotionLearner(config=skip_config)
     assert learner.generator.image_skip
     save_motion_model(tmp_path / "skip.pt", learner)
     loaded = load_motion_model(tmp_path / "skip.pt")
-    assert loaded.config == skip_config and loaded.generator.image_skip
+    assert loaded.config == model_config(skip_config) and loaded.generator.image_skip
     source, target = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         a = learner.eval()(source, target, with_losses=False)

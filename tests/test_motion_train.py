@@ -177,7 +177,7 @@ def test_pretrain_then_finetune_stage_functions(me_data, tmp_path, monkeypatch):
     assert not model.training and model.perceptual is None
     motion = model.estimate_motion(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
     assert motion["displacement"].shape == (1, 2, 8, 8)
-    with pytest.raises(KeyError, match="unknown keys"):
+    with pytest.raises(ValueError, match="finetune.learning_rate: unknown key"):
         run_stage("finetune", TINY, {**finetune, "learning_rate": 1}, out="x.pt", checkpoints="ck", live_dir=None)
 
 

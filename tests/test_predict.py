@@ -51,7 +51,7 @@ def built(tmp_path_factory) -> dict:
     torch.manual_seed(0)
     save_motion_model(root / "motion.pt", MotionLearner(config=MOTION))
     extract_dataset(root / "faces" / "manifest.csv", root / "motion", model_path=root / "motion.pt",
-                    config=ExtractConfig.from_params(EXTRACT, method="selfme"), progress=False)
+                    config=ExtractConfig.from_mapping(EXTRACT, method="selfme"), progress=False)
     common = dict(motions=root / "motion" / "index.csv", dataset="synthme", protocol="megc3", crop=CROP,
                   motion_method="selfme", extract=EXTRACT, loso_params=LOSO, motion_model=root / "motion.pt",
                   progress=False)
@@ -184,12 +184,12 @@ def test_visualize_with_and_without_sc(built, monkeypatch, capsys, tmp_path):
 def test_provenance_check_refuses_motions_of_other_settings(built):
     samples = load_samples(built["root"] / "motion" / "index.csv", dataset="synthme")
     checksum = file_sha256(built["root"] / "motion.pt")
-    assert check_provenance(samples, ExtractConfig.from_params(EXTRACT, method="selfme"), checksum) == 6
-    other = ExtractConfig.from_params({**EXTRACT, "gamma": 1.0}, method="selfme")
+    assert check_provenance(samples, ExtractConfig.from_mapping(EXTRACT, method="selfme"), checksum) == 6
+    other = ExtractConfig.from_mapping({**EXTRACT, "gamma": 1.0}, method="selfme")
     with pytest.raises(ValueError, match="rerun the extract stage"):
         check_provenance(samples, other, checksum)
     with pytest.raises(ValueError, match="model_checksum"):
-        check_provenance(samples, ExtractConfig.from_params(EXTRACT, method="selfme"), "0" * 64)
+        check_provenance(samples, ExtractConfig.from_mapping(EXTRACT, method="selfme"), "0" * 64)
 
 
 def _blank_clip(folder: Path, n: int) -> Path:
@@ -254,7 +254,7 @@ def test_bundle_with_a_classical_motion_method(built, monkeypatch, capsys, tmp_p
     """motion.method farneback: no motion learner in the bundle, the same engine computes the flow."""
     root = built["root"]
     extract_dataset(root / "faces" / "manifest.csv", tmp_path / "motion",
-                    config=ExtractConfig.from_params(EXTRACT, method="farneback"), progress=False)
+                    config=ExtractConfig.from_mapping(EXTRACT, method="farneback"), progress=False)
     common = {**built["common"], "motions": tmp_path / "motion" / "index.csv", "motion_method": "farneback",
               "motion_model": None}
     train_full(scvit=SCVIT, out=tmp_path / "farneback.pt", **common)

@@ -107,7 +107,7 @@ def test_shipped_configs_build_their_model(name):
     from selfme.scvit.train import LosoConfig
 
     params = read_params(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
-    model_config, config = SCViTConfig.from_params(params["scvit"]), LosoConfig.from_params(params["loso"])
+    model_config, config = SCViTConfig.from_mapping(params["scvit"]), LosoConfig.from_mapping(params["loso"])
     model, _ = create_scvit(model_config, num_classes=3, in_chans=3)
     logits, regions = model(torch.zeros(2, 3, model_config.img_size, model_config.img_size), with_regions=True)
     assert logits.shape == (2, 3) and regions.shape[:2] == (2, 4)

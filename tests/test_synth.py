@@ -217,7 +217,7 @@ def test_landmarks_follow_the_expression():
 def test_config_validation_cli_and_stage(tmp_path):
     with pytest.raises(ValueError, match="clips_per_subject"):
         SynthConfig(clips_per_subject=2)
-    with pytest.raises(KeyError, match="frame_sizes"):
+    with pytest.raises(ValueError, match="frame_sizes"):
         SynthConfig.from_mapping({"frame_sizes": 3})
 
     from selfme.cli import main

@@ -41,7 +41,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         overrides["gamma"] = args.gamma
     if args.no_bspline:
         overrides["bspline"] = False
-    return ExtractConfig.from_params(section, method=args.method or method or "selfme", **overrides)
+    return ExtractConfig.from_mapping(section, method=args.method or method or "selfme", **overrides)
 
 
 def run(args: argparse.Namespace) -> int:

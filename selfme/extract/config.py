@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
 
-from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, DIS_PRESETS, FARNEBACK_DEFAULTS
+from selfme.config import Section, as_dict, check_keys, from_mapping
+from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, FARNEBACK_DEFAULTS
 from selfme.flow.tvl1 import TVL1Params
 
 METHODS = ("selfme",) + CLASSICAL_METHODS
@@ -16,8 +17,34 @@ CONVENTION = ("forward (OpenCV) flow onset -> apex in pixels of the crop: onset(
               "[..., 0] = dx, [..., 1] = dy")
 
 
+@dataclass(frozen=True, kw_only=True)
+class FarnebackParams:
+    """``extract.farneback``: cv2.calcOpticalFlowFarneback's arguments (its defaults)."""
+
+    pyr_scale: float = 0.5
+    levels: int = 3
+    winsize: int = 15
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.2
+    flags: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisParams:
+    """``extract.dis``: the DIS preset."""
+
+    preset: Literal["ultrafast", "fast", "medium"] = "medium"
+
+
+def _given(cls: type, values: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
+    """The keys of a flow sub-section, checked and coerced by ``cls`` (omitted keys stay omitted)."""
+    checked = as_dict(from_mapping(cls, values, prefix=prefix))
+    return {k: checked[k] for k in (values or {})}
+
+
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(Section):
     """What the extraction of one clip depends on (besides the frames and the model file).
 
     gamma: motion amplification of the learned motion (Eq. 2; the paper's best is 2). It scales the
@@ -27,7 +54,10 @@ class ExtractConfig:
         exponentiation (the Table 1 ablation).
     source_frame: which frame the learner takes as its source image (FOMM's warped frame); the stored
         field is converted to the forward onset -> apex convention either way (see selfme.extract.engine).
+    threads: torch's intra-op threads for the stage (fixed: results depend on it; 0: torch's default).
     """
+
+    SECTION = "extract"
 
     method: str = "selfme"
     gamma: float = 2.0
@@ -37,6 +67,7 @@ class ExtractConfig:
     batch_size: int = 8
     device: str = "auto"
     plot_clips: int = 4
+    threads: int = 1
     tvl1: dict = field(default_factory=dict)
     farneback: dict = field(default_factory=dict)
     dis: dict = field(default_factory=dict)
@@ -48,33 +79,26 @@ class ExtractConfig:
             raise ValueError(f"extract.source_frame must be one of {SOURCE_FRAMES}, got {self.source_frame!r}")
         if not self.gamma > 0:
             raise ValueError(f"extract.gamma must be > 0, got {self.gamma}")
-        if self.ss_steps < 0 or self.batch_size < 1 or self.plot_clips < 0:
-            raise ValueError("extract.ss_steps and extract.plot_clips must be >= 0, extract.batch_size >= 1")
-        TVL1Params.from_mapping(self.tvl1)  # unknown keys fail here, not halfway through a dataset
-        for name, values, defaults in (("farneback", self.farneback, FARNEBACK_DEFAULTS),
-                                       ("dis", self.dis, DIS_DEFAULTS)):
-            unknown = set(values) - set(defaults)
-            if unknown:
-                raise KeyError(f"extract.{name}: unknown keys {sorted(unknown)} (known: {sorted(defaults)})")
-        if self.dis.get("preset", DIS_DEFAULTS["preset"]) not in DIS_PRESETS:
-            raise ValueError(f"extract.dis.preset must be one of {sorted(DIS_PRESETS)}")
+        if self.ss_steps < 0 or self.batch_size < 1 or self.plot_clips < 0 or self.threads < 0:
+            raise ValueError("extract.ss_steps, extract.plot_clips and extract.threads must be >= 0, "
+                             "extract.batch_size >= 1")
+        TVL1Params.from_mapping(self.tvl1, prefix="extract.tvl1")  # bad keys fail here, not halfway through
+        object.__setattr__(self, "farneback", _given(FarnebackParams, self.farneback, "extract.farneback"))
+        object.__setattr__(self, "dis", _given(DisParams, self.dis, "extract.dis"))
 
     @classmethod
-    def from_params(cls, extract: Mapping[str, Any] | None, *, method: str | None = None,
-                    **overrides: Any) -> "ExtractConfig":
-        """From params.yaml's ``extract`` section (unknown keys are an error) and ``motion.method``."""
+    def from_mapping(cls, extract: Mapping[str, Any] | None, *, method: str | None = None,
+                     prefix: str = "extract", **overrides: Any) -> "ExtractConfig":
+        """From params.yaml's ``extract`` section (unknown keys and wrong types are a ParamsError naming
+        the key), ``motion.method`` and overrides (a motion_eval variant's); a null flow sub-section is empty."""
         values = copy.deepcopy(dict(extract or {}))
-        names = {f.name for f in fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise KeyError(f"extract: unknown keys {sorted(unknown)} (known: {sorted(names)})")
         if method is not None:
             values["method"] = method
         values.update(overrides)
         for key in ("tvl1", "farneback", "dis"):
-            values[key] = dict(values.get(key) or {})
-        values["bspline"] = bool(values.get("bspline", True))
-        return cls(**values)
+            if key in values and values[key] is None:
+                values[key] = {}
+        return from_mapping(cls, values, prefix=prefix)
 
     def method_params(self) -> dict[str, Any]:
         """The parameters the stored field of a clip depends on (part of its skip key and sidecar)."""
@@ -93,3 +117,25 @@ class ExtractConfig:
     def applied_gamma(self) -> float:
         """gamma as applied to the stored field: the learned motion only (classical flows: 1)."""
         return float(self.gamma) if self.method == "selfme" else 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MotionEvalConfig(Section):
+    """params.yaml's ``motion_eval`` section: every variant (name -> overrides of the ``extract`` section)
+    against SynthME's ground-truth motion; max_clips 0: every clip with ground truth; threads: torch's
+    intra-op threads for the stage (fixed: the learned motion's timings and rounding depend on it)."""
+
+    SECTION = "motion_eval"
+
+    dataset: str = "synthme"
+    max_clips: int = 0
+    plot_clips: int = 4
+    threads: int = 1
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_clips < 0 or self.plot_clips < 0 or self.threads < 0:
+            raise ValueError("motion_eval.max_clips, motion_eval.plot_clips and motion_eval.threads must be >= 0")
+        known = [f for f in ExtractConfig.__dataclass_fields__ if f != "threads"]
+        for name, overrides in self.variants.items():
+            check_keys(overrides, known, prefix=f"motion_eval.variants.{name}")

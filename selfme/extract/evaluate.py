@@ -63,7 +63,7 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
     timing: dict[str, dict[str, Any]] = {}  # run times: apart from the metrics (they differ between runs)
     out: dict[str, Any] = {"dataset": str(manifest["dataset"].iloc[0]), "clips": len(jobs), "variants": {}}
     for name, overrides in variants.items():
-        config = ExtractConfig.from_params(extract, **dict(overrides))
+        config = ExtractConfig.from_mapping(extract, **dict(overrides))
         engine = MotionEngine(config, model_path=model_path if config.method == "selfme" else None,
                               learner=learner if config.method == "selfme" else None)
         per_clip, seconds, folds = [], [], []

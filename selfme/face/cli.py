@@ -21,7 +21,7 @@ def config_from_args(args: argparse.Namespace) -> CropConfig:
         params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) or {}
         if "crop" not in params:
             raise KeyError(f"{args.params} has no 'crop' section")
-        config = CropConfig.from_params(params["crop"])
+        config = CropConfig.from_mapping(params["crop"])
     return config.replace(backend=args.backend, size=args.size, eye_distance=args.eye_distance,
                           eye_y=args.eye_y, gray=args.gray, frames=args.frames, image_format=args.image_format,
                           border=args.border, drift_check_frames=args.drift_check_frames,

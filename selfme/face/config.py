@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfme.config import Section, as_dict, from_mapping
 from selfme.face.align import BORDERS, AlignTarget
 from selfme.face.backends import BACKENDS
 
@@ -19,16 +20,34 @@ IMAGE_FORMATS = ("keep", "png", "jpg")
 _RUNTIME_OPTIONS = {"device", "batch_size", "compile"}
 
 
-def _dlib_defaults() -> dict[str, Any]:
-    return {"upsample": 1, "min_score": 0.5}
+@dataclass(frozen=True, kw_only=True)
+class DlibOptions:
+    """``crop.dlib``: HOG detector upsampling and score threshold (:class:`selfme.face.backends.DlibBackend`)."""
 
-
-def _face_alignment_defaults() -> dict[str, Any]:
-    return {"device": "auto", "batch_size": 8, "min_score": 0.5, "compile": False}
+    upsample: int = 1
+    min_score: float = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
-class CropConfig:
+class FaceAlignmentOptions:
+    """``crop.face_alignment``: 2DFAN4 + S3FD settings (device, batch size and compile change only speed)."""
+
+    device: str = "auto"
+    batch_size: int = 8
+    min_score: float = 0.5
+    compile: bool = False
+
+
+def _dlib_defaults() -> dict[str, Any]:
+    return as_dict(DlibOptions())
+
+
+def _face_alignment_defaults() -> dict[str, Any]:
+    return as_dict(FaceAlignmentOptions())
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropConfig(Section):
     """Face crop and alignment settings.
 
     backend: landmark backend (``dlib`` offline; ``face_alignment`` needs its weights on disk).
@@ -47,7 +66,11 @@ class CropConfig:
         clip, another frame is left out with a warning; 0 turns the check off.
     max_failure_rate: the stage fails when more than this fraction of clips could not be cropped.
     workers: threads warping a clip's frames (0: one per CPU core).
+    threads: torch's intra-op threads (the face_alignment backend's networks; 0: torch's default).
+    dlib, face_alignment: the backends' options (partial sections merge over the defaults).
     """
+
+    SECTION = "crop"
 
     backend: str = "dlib"
     size: int = 128
@@ -64,6 +87,7 @@ class CropConfig:
     corrupt_area: float = 0.01
     max_failure_rate: float = 0.05
     workers: int = 0
+    threads: int = 1
     dlib: dict[str, Any] = field(default_factory=_dlib_defaults)
     face_alignment: dict[str, Any] = field(default_factory=_face_alignment_defaults)
 
@@ -79,21 +103,13 @@ class CropConfig:
             raise ValueError(f"crop.max_failure_rate is a fraction in [0, 1], not {self.max_failure_rate}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"crop.jpeg_quality must be in [1, 100], not {self.jpeg_quality}")
-        if self.drift_check_frames < 0 or self.workers < 0 or self.detect_max_side < 0:
-            raise ValueError("crop.drift_check_frames, crop.workers and crop.detect_max_side must be >= 0")
-        # Merge partial backend sections over the defaults (params.yaml may set only one key).
-        object.__setattr__(self, "dlib", {**_dlib_defaults(), **(self.dlib or {})})
-        object.__setattr__(self, "face_alignment", {**_face_alignment_defaults(), **(self.face_alignment or {})})
+        if min(self.drift_check_frames, self.workers, self.detect_max_side, self.threads) < 0:
+            raise ValueError("crop.drift_check_frames, crop.workers, crop.detect_max_side and crop.threads "
+                             "must be >= 0")
+        # Partial backend sections merge over the defaults (params.yaml may set only one key).
+        for name, cls in (("dlib", DlibOptions), ("face_alignment", FaceAlignmentOptions)):
+            object.__setattr__(self, name, as_dict(from_mapping(cls, getattr(self, name), prefix=f"crop.{name}")))
         self.target()  # validates size and eye fractions
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "CropConfig":
-        """Build from the ``crop`` section of params.yaml; an unknown key is an error, not ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown crop parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**params)
 
     def replace(self, **changes: Any) -> "CropConfig":
         """A copy with some settings changed (None values are ignored, as from unset CLI flags)."""
@@ -107,8 +123,9 @@ class CropConfig:
         return dict(getattr(self, self.backend))
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes the written crops (not workers, the failure threshold or the device)."""
-        skip = {"workers", "max_failure_rate", "dlib", "face_alignment"}
+        """Everything that changes the written crops (not workers, threads, the failure threshold or the
+        device)."""
+        skip = {"workers", "threads", "max_failure_rate", "dlib", "face_alignment"}
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         values["backend_options"] = {k: v for k, v in sorted(self.backend_options().items())
                                      if k not in _RUNTIME_OPTIONS}

@@ -48,22 +48,23 @@ class TVL1Params:
     scale_step: float = 0.8
     median_filtering: int = 5
 
+    def __post_init__(self) -> None:
+        if not 0 < self.scale_step < 1:
+            raise ValueError(f"scale_step must be in (0, 1), got {self.scale_step}")
+        if self.median_filtering not in (0, 1, 3, 5):
+            raise ValueError(f"median_filtering must be 0, 1, 3 or 5 (OpenCV's float median), "
+                             f"got {self.median_filtering}")
+
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> "TVL1Params":
+    def from_mapping(cls, values: Mapping[str, Any] | None, *, prefix: str = "tvl1") -> "TVL1Params":
+        """From a ``tvl1`` section (``lambda`` spelled as OpenCV does); bad keys and values are a
+        :class:`selfme.config.ParamsError` naming ``prefix.key``."""
+        from selfme.config import from_mapping
+
         values = dict(values or {})
         if "lambda" in values:
             values["lambda_"] = values.pop("lambda")
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise KeyError(f"unknown TV-L1 parameters {sorted(unknown)} (known: tau, lambda, theta, nscales, warps, "
-                           f"epsilon, inner_iterations, outer_iterations, scale_step, median_filtering)")
-        params = cls(**values)
-        if not 0 < params.scale_step < 1:
-            raise ValueError(f"scale_step must be in (0, 1), got {params.scale_step}")
-        if params.median_filtering not in (0, 1, 3, 5):
-            raise ValueError(f"median_filtering must be 0, 1, 3 or 5 (OpenCV's float median), "
-                             f"got {params.median_filtering}")
-        return params
+        return from_mapping(cls, values, prefix=prefix)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -8,7 +8,6 @@ model file (stage output) holds the two networks' state dicts and the architectu
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from selfme.config import ParamsError, as_dict, from_mapping
 from selfme.io import atomic_path
+from selfme.motion.config import LossConfig, MotionConfig
 from selfme.motion.generator import OcclusionAwareGenerator
 from selfme.motion.keypoint_detector import KPDetector
 from selfme.motion.losses import PerceptualLoss, PyramidL1Loss, equivariance_losses
@@ -36,65 +37,29 @@ PAPER_ARCHITECTURE: dict[str, Any] = {
     "generator": {"block_expansion": 64, "max_features": 512, "num_down_blocks": 2, "num_bottleneck_blocks": 6,
                   "estimate_occlusion_map": True, "image_skip": False},
 }
-#: Architecture keys that a config may omit, with the value an omitted one means (First Order Motion Model's).
-#: ``generator.image_skip``: blend the warped source image into the output by the occlusion map (see
-#: :mod:`selfme.motion.generator`); the demo profile sets it, the paper profile keeps FOMM's generator.
-#: ``kp_detector.estimate_jacobian``: First Order Motion Model's local affine Jacobians (a departure from the
-#: paper's zeroth-order Eq. 2; see :mod:`selfme.motion.keypoint_detector`).
-OPTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {"generator": {"image_skip": False},
-                                                "kp_detector": {"estimate_jacobian": False}}
-#: Keys of the ``motion`` params section that are not architecture (read by other stages).
-NON_ARCHITECTURE_KEYS = frozenset({"method"})
-#: Eq. 8's weights and the losses' settings. ``pixel`` (a departure, default 0): weight of the same pyramid
-#: in pixel space (:class:`selfme.motion.losses.PyramidL1Loss`); with ``perceptual: 0`` no VGG is built.
-#: ``equivariance_jacobian``: FOMM's Jacobian equivariance weight (used only with ``estimate_jacobian``).
-LOSS_DEFAULTS: dict[str, Any] = {"perceptual": 10.0, "pixel": 0.0, "equivariance": 10.0,
-                                 "equivariance_jacobian": 10.0, "scales": [1, 0.5, 0.25, 0.125],
-                                 "layer_weights": [1, 1, 1, 1, 1], "sigma_affine": 0.05, "sigma_tps": 0.005,
-                                 "points_tps": 5}
+#: Eq. 8's weights and the losses' settings (:class:`selfme.motion.config.LossConfig`). ``pixel`` (a departure,
+#: default 0): weight of the same pyramid in pixel space (:class:`selfme.motion.losses.PyramidL1Loss`); with
+#: ``perceptual: 0`` no VGG is built. ``equivariance_jacobian``: FOMM's Jacobian equivariance weight.
+LOSS_DEFAULTS: dict[str, Any] = as_dict(LossConfig())
 
 
 def model_config(motion: Mapping[str, Any]) -> dict[str, Any]:
-    """The architecture part of params.yaml's ``motion`` section, checked, with nothing else in it."""
-    config = {k: copy.deepcopy(v) for k, v in motion.items() if k not in NON_ARCHITECTURE_KEYS}
-    unknown = set(config) - set(PAPER_ARCHITECTURE)
-    missing = set(PAPER_ARCHITECTURE) - set(config)
-    if unknown or missing:
-        raise KeyError(f"motion section: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
-                       f"(expected {sorted(PAPER_ARCHITECTURE)} and optionally {sorted(NON_ARCHITECTURE_KEYS)})")
-    for sub in ("kp_detector", "dense_motion", "generator"):
-        bad = set(config[sub]) - set(PAPER_ARCHITECTURE[sub])
-        if bad:
-            raise KeyError(f"motion.{sub}: unknown keys {sorted(bad)} (known: {sorted(PAPER_ARCHITECTURE[sub])})")
-    size = int(config["image_size"])
-    for sub, key in (("kp_detector", "num_blocks"), ("dense_motion", "num_blocks")):
-        scale = float(config[sub].get("scale_factor", 1))
-        factor = 2 ** int(config[sub].get("num_blocks", PAPER_ARCHITECTURE[sub][key]))
-        if (size * scale) % factor:
-            raise ValueError(f"motion.image_size {size} x motion.{sub}.scale_factor {scale} must be divisible "
-                             f"by 2^num_blocks = {factor}")
-    return config
+    """The architecture part of params.yaml's ``motion`` section, checked (:class:`MotionConfig`: unknown
+    keys, types, the divisibility of the hourglasses' inputs), as plain dicts; an omitted optional key
+    (``generator.image_skip``, ``kp_detector.estimate_jacobian``) is filled with its default."""
+    return MotionConfig.from_mapping(motion).architecture()
 
 
 def same_architecture(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two architecture configs build the same networks (an omitted optional key equals its default)."""
-    def filled(config: Mapping[str, Any]) -> dict[str, Any]:
-        config = copy.deepcopy(dict(config))
-        for sub, defaults in OPTIONAL_DEFAULTS.items():
-            if isinstance(config.get(sub), Mapping):
-                config[sub] = {**defaults, **config[sub]}
-        return config
-
-    return filled(a) == filled(b)
+    try:
+        return model_config(a) == model_config(b)
+    except ParamsError:  # e.g. a foreign model file's config
+        return False
 
 
 def loss_config(loss: Mapping[str, Any] | None) -> dict[str, Any]:
-    config = dict(LOSS_DEFAULTS)
-    unknown = set(loss or {}) - set(LOSS_DEFAULTS)
-    if unknown:
-        raise KeyError(f"loss section: unknown keys {sorted(unknown)} (known: {sorted(LOSS_DEFAULTS)})")
-    config.update(loss or {})
-    return config
+    return as_dict(from_mapping(LossConfig, loss, prefix="loss"))
 
 
 class MotionLearner(nn.Module):

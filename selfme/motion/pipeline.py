@@ -8,6 +8,7 @@ model (paper: Adam lr 2e-6, /10 at epochs 20 and 30).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -17,20 +18,18 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
+from selfme.config import ParamsError, as_dict, set_threads
 from selfme.datasets import read_manifest
 from selfme.io import file_sha256
 from selfme.motion.checkpoint import resolve_checkpoint_dir, trajectory_params
 from selfme.motion.data import (FrameFolder, FramePairDataset, OnsetApexPairs, VideoFile, me_clip_videos,
                                 split_holdout, voxceleb_videos)
-from selfme.motion.model import MotionLearner, load_weights, model_config
-from selfme.motion.train import TrainConfig, train_motion
+from selfme.motion.config import MotionConfig, stage_config
+from selfme.motion.model import MotionLearner, load_weights
+from selfme.motion.train import train_motion
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthme", "manifest", "voxceleb")
-#: Stage keys that are not TrainConfig fields.
-DATA_KEYS = frozenset({"source", "data", "head_motion", "hflip", "init", "holdout_clips", "loss", "vgg",
-                       "voxceleb_split", "repeats", "onset_apex", "apex_window"})
 
 
 def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:
@@ -103,16 +102,6 @@ def held_out_clips(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
     return sorted(kept)
 
 
-def _split_section(section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    unknown = set(section) - DATA_KEYS - set(TrainConfig.__dataclass_fields__)
-    if unknown:
-        raise KeyError(f"unknown keys {sorted(unknown)}")
-    if not section.get("data"):
-        raise KeyError("the stage section needs 'data' (a face-crop folder, or the VoxCeleb folder)")
-    return ({k: v for k, v in section.items() if k not in DATA_KEYS},
-            {k: section[k] for k in DATA_KEYS if k in section})
-
-
 def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any], *, out: str | os.PathLike,
               checkpoints: str | os.PathLike, live_dir: str | os.PathLike | None,
               init: str | os.PathLike | None = None, progress: bool = True) -> list[dict[str, float]]:
@@ -122,35 +111,30 @@ def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any],
     networks. Checkpoints go to ``checkpoints/<hash of motion, section, data and init>/``. An epoch is
     ``pairs_per_epoch`` pairs, or, when that is null, ``repeats`` pairs per video (FOMM's num_repeats).
     """
-    train_values, data = _split_section(section)
-    seed = int(train_values.get("seed", 0))
-    arch = model_config(motion)
+    data, config = stage_config(section, prefix=stage)
+    set_threads(config.threads)
+    arch = MotionConfig.from_mapping(motion).architecture()
     size = int(arch["image_size"])
-    source = data.get("source", "manifest")
-    if source not in SOURCES:
-        raise ValueError(f"{stage}.source must be one of {SOURCES}, got {source!r}")
-    head_motion = data.get("head_motion") if source == "synthme" else None
+    head_motion = as_dict(data.head_motion) if data.source == "synthme" and data.head_motion else None
     val_dataset = None
-    if source == "voxceleb":
-        videos = voxceleb_videos(data["data"], split=data.get("voxceleb_split", "train"))
+    if data.source == "voxceleb":
+        videos = voxceleb_videos(data.data, split=data.voxceleb_split)
     else:
-        manifest, _ = load_face_manifests(data["data"])
-        train_rows, held = split_holdout(manifest, int(data.get("holdout_clips", 0) or 0), seed)
+        manifest, _ = load_face_manifests(data.data)
+        train_rows, held = split_holdout(manifest, int(data.holdout_clips or 0), config.seed)
         videos = manifest_clip_videos(train_rows)
         if len(held):
             val_dataset = ManifestOnsetApexPairs(held, size)
-    if not train_values.get("pairs_per_epoch"):
-        if not data.get("repeats"):
-            raise KeyError(f"{stage}: set pairs_per_epoch, or leave it null and set repeats")
-        train_values["pairs_per_epoch"] = int(data["repeats"]) * len(videos)
-    config = TrainConfig.from_mapping(train_values)
+    if not config.pairs_per_epoch:
+        if not data.repeats:
+            raise ParamsError(f"{stage}.pairs_per_epoch: set it, or leave it null and set {stage}.repeats")
+        config = dataclasses.replace(config, pairs_per_epoch=int(data.repeats) * len(videos))
     dataset = FramePairDataset(videos, image_size=size, pairs_per_epoch=config.pairs_per_epoch, seed=config.seed,
-                               hflip=bool(data.get("hflip", False)), head_motion=head_motion,
-                               onset_apex=float(data.get("onset_apex", 0.0) or 0.0),
-                               apex_window=int(data.get("apex_window", 2)))
-    init = init if init is not None else data.get("init")
+                               hflip=data.hflip, head_motion=head_motion, onset_apex=float(data.onset_apex or 0.0),
+                               apex_window=data.apex_window)
+    init = init if init is not None else data.init
     torch.manual_seed(config.seed)  # the networks' initialisation (and a random VGG's) follows the seed
-    model = MotionLearner(config=arch, losses=data.get("loss"), vgg=data.get("vgg"))
+    model = MotionLearner(config=arch, losses=as_dict(data.loss), vgg=as_dict(data.vgg))
     if init:
         load_weights(model, init)
         log.info("%s: networks initialised from %s", stage, init)
@@ -159,7 +143,7 @@ def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any],
     run_dir = resolve_checkpoint_dir(checkpoints, payload)
     log.info("%s: %d videos, %d pairs/epoch, %d epochs, checkpoints in %s", stage, len(videos),
              config.pairs_per_epoch, config.epochs, run_dir)
-    meta = {"stage": stage, "source": source, "init": str(init) if init else None,
+    meta = {"stage": stage, "source": data.source, "init": str(init) if init else None,
             "section": {k: v for k, v in section.items()}}
     return train_motion(model, dataset, config=config, out_path=out, checkpoint_dir=run_dir, live_dir=live_dir,
                         val_dataset=val_dataset, hash_payload=payload, meta=meta, progress=progress)

@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from selfme.device import resolve_device
+from selfme.config import Section
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
 from selfme.motion.model import MotionLearner, save_motion_model
@@ -31,13 +32,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    """Optimisation settings of one stage (the stage section's keys; ``loss``/``vgg`` go to the model)."""
+class TrainConfig(Section):
+    """Optimisation settings of one stage (the stage section's keys besides :class:`StageData`'s).
+
+    threads: torch's intra-op threads for the stage (fixed, since results depend on it; 0: torch's
+    default). pairs_per_epoch: None until the stage sets it from ``repeats``.
+    """
 
     epochs: int
     lr: float
     batch_size: int
-    pairs_per_epoch: int
+    pairs_per_epoch: int | None = None
     betas: tuple[float, float] = (0.5, 0.999)
     milestones: tuple[int, ...] = ()
     lr_decay: float = 0.1
@@ -46,20 +51,12 @@ class TrainConfig:
     checkpoint_every: int = 1
     image_every: int = 1
     amp: bool = True  # bf16 autocast, CUDA only
+    threads: int = 1
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise KeyError(f"unknown training keys {sorted(unknown)}")
-        known = dict(values)
-        for key in ("betas", "milestones"):
-            if key in known:
-                known[key] = tuple(known[key])
-        config = cls(**known)
-        if config.epochs < 1 or config.batch_size < 1 or config.pairs_per_epoch < config.batch_size:
-            raise ValueError("need epochs >= 1, batch_size >= 1 and pairs_per_epoch >= batch_size")
-        return config
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.threads < 0 or (
+                self.pairs_per_epoch is not None and self.pairs_per_epoch < self.batch_size):
+            raise ValueError("need epochs >= 1, batch_size >= 1, pairs_per_epoch >= batch_size and threads >= 0")
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -113,6 +110,134 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+@dataclass(kw_only=True)
+class _Run:
+    """What one training run carries from epoch to epoch (and into its checkpoints)."""
+
+    model: MotionLearner
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    loss_rng: torch.Generator
+    device: torch.device
+    rank: int
+    world: int
+    run_hash: str
+    checkpoint_dir: Path
+    hash_payload: Mapping[str, Any] | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+
+
+def _place(device: str | torch.device | None, local_rank: int) -> torch.device:
+    """The run's device (``None``: auto; one GPU per process under torchrun), made current on CUDA."""
+    device = resolve_device("auto" if device is None else device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)  # one GPU per process
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def resume(run: _Run, config: TrainConfig) -> None:
+    """Load ``last.pt`` of the run folder when its stored hash is the run's: networks, optimizer,
+    scheduler, RNG states, epoch and history."""
+    state = read_checkpoint(run.checkpoint_dir, run.run_hash, map_location=run.device)
+    if state is None:
+        return
+    run.model.load_networks_state_dict(state["networks"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    if run.rank < len(state["loss_rng"]):
+        run.loss_rng.set_state(state["loss_rng"][run.rank].cpu())
+    run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
+    log.info("resuming %s at epoch %d of %d", run.checkpoint_dir, run.start_epoch, config.epochs)
+
+
+def save_checkpoint(run: _Run, epoch: int) -> None:
+    """Every rank's loss RNG state gathered; rank 0 writes the checkpoint of ``epoch`` finished epochs."""
+    rngs = [run.loss_rng.get_state()]
+    if run.world > 1:
+        rngs = [torch.empty_like(rngs[0]) for _ in range(run.world)]
+        dist.all_gather_object(rngs, run.loss_rng.get_state())
+    if run.rank != 0:
+        return
+    write_checkpoint(run.checkpoint_dir, {
+        "params_hash": run.run_hash, "epoch": epoch, "networks": run.model.networks_state_dict(),
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "rng": rng_state(),
+        "loss_rng": rngs, "history": run.history}, hash_payload=run.hash_payload)
+
+
+def _open_live(live_dir: str | os.PathLike | None, run: _Run):
+    """dvclive on rank 0 (rows from a resumed epoch on dropped first), or None."""
+    if run.rank != 0 or live_dir is None:
+        return None
+    from dvclive import Live
+
+    live_dir = Path(live_dir)
+    if run.start_epoch > 0 and live_dir.is_dir():
+        _trim_live_dir(live_dir, run.start_epoch)
+    live = Live(str(live_dir), resume=run.start_epoch > 0, dvcyaml=False, save_dvc_exp=False)
+    live.step = run.start_epoch
+    live.log_params({"params_hash": run.run_hash, "world_size": run.world, "device": str(run.device)})
+    return live
+
+
+def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_amp: bool,
+                    desc: str, progress: bool) -> torch.Tensor:
+    """One pass over ``loader``: Adam steps on the learner's loss. Returns the batch-size-weighted sums
+    (float64, on the device: no host sync per step) of loss, perceptual, equivariance, reconstruction L1,
+    identity L1 and pixel terms, and the image count."""
+    from tqdm import tqdm
+
+    device = run.device
+    run.model.train()
+    sums = torch.zeros(7, dtype=torch.float64, device=device)
+    bar = tqdm(loader, desc=desc, disable=not progress or run.rank != 0, leave=False)
+    for step, (source, target) in enumerate(bar):
+        source = source.to(device, non_blocking=True)
+        target = target.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = net(source, target, rng=run.loss_rng)
+        run.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        run.optimizer.step()
+        with torch.no_grad():
+            b = source.shape[0]
+            sums += torch.stack([out["loss"].float(), out["loss_perceptual"].float(),
+                                 out["loss_equivariance"].float(),
+                                 (out["prediction"].float() - target).abs().mean(),
+                                 (source - target).abs().mean(), out["loss_pixel"].float(),
+                                 torch.ones((), device=device)]).double() * b
+        if step % 10 == 0 and not bar.disable:
+            bar.set_postfix(loss=f"{out['loss'].item():.4f}")
+    return sums
+
+
+def epoch_record(sums: torch.Tensor, *, epoch: int, lr: float, seconds: float) -> dict[str, float]:
+    """The history row of an epoch: means of the summed terms, lr, images and run times."""
+    s = (sums[:6] / sums[6].clamp_min(1)).tolist()
+    return {"epoch": epoch + 1, "loss": s[0], "perceptual": s[1], "equivariance": s[2],
+            "l1_reconstruction": s[3], "l1_identity": s[4], "pixel": s[5], "lr": lr, "images": float(sums[6]),
+            "seconds": seconds, "images_per_second": float(sums[6]) / max(seconds, 1e-9)}
+
+
+def log_epoch(live, record: Mapping[str, float], *, config: TrainConfig, model: MotionLearner,
+              sample: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> None:
+    """The epoch's row in the log and, on rank 0, in dvclive (plus a sample PNG every ``image_every``)."""
+    epoch = int(record["epoch"])
+    log.info("epoch %d/%d: %s", epoch, config.epochs,
+             ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+    if live is None:
+        return
+    for key, value in record.items():
+        if key != "epoch":
+            live.log_metric(key.replace("val_", "val/") if key.startswith("val_") else f"train/{key}", value)
+    if config.image_every and (epoch % config.image_every == 0 or epoch == config.epochs):
+        live.log_image(f"sample_epoch{epoch:04d}.png", sample_image(model, *sample, device=device))
+    live.next_step()
+
+
 def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig, out_path: str | os.PathLike,
                  checkpoint_dir: str | os.PathLike, live_dir: str | os.PathLike | None = None,
                  val_dataset: Dataset | None = None, hash_payload: Mapping[str, Any] | None = None,
@@ -124,20 +249,11 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
     ``checkpoint_dir`` must already be specific to the run's parameters (see :func:`params_hash`); its
     checkpoint is resumed only when its stored hash equals the folder's hash payload's.
     """
-    from tqdm import tqdm
-
     rank, world, local_rank = _distributed()
-    device = resolve_device("auto" if device is None else device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)  # one GPU per process
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    device = _place(device, local_rank)
     use_amp = config.amp and device.type == "cuda"
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
-    run_hash = params_hash(hash_payload or {})
-    checkpoint_dir, out_path = Path(checkpoint_dir), Path(out_path)
-
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
@@ -146,50 +262,18 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # shares the Parameter objects
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.lr, betas=config.betas)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones),
-                                                     gamma=config.lr_decay)
-    start_epoch, history = 0, []
-    state = read_checkpoint(checkpoint_dir, run_hash, map_location=device)
-    if state is not None:
-        model.load_networks_state_dict(state["networks"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        if rank < len(state["loss_rng"]):
-            loss_rng.set_state(state["loss_rng"][rank].cpu())
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        log.info("resuming %s at epoch %d of %d", checkpoint_dir, start_epoch, config.epochs)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    live = None
-    if rank == 0 and live_dir is not None:
-        from dvclive import Live
-
-        live_dir = Path(live_dir)
-        if start_epoch > 0 and live_dir.is_dir():
-            _trim_live_dir(live_dir, start_epoch)
-        live = Live(str(live_dir), resume=start_epoch > 0, dvcyaml=False, save_dvc_exp=False)
-        live.step = start_epoch
-        live.log_params({"params_hash": run_hash, "world_size": world, "device": str(device)})
-    vis_source, vis_target = _fixed_sample(val_dataset if val_dataset is not None else dataset)
-
-    def save_checkpoint(epoch: int) -> None:
-        rngs = [loss_rng.get_state()]
-        if world > 1:
-            rngs = [torch.empty_like(rngs[0]) for _ in range(world)]
-            dist.all_gather_object(rngs, loss_rng.get_state())
-        if rank != 0:
-            return
-        write_checkpoint(checkpoint_dir, {
-            "params_hash": run_hash, "epoch": epoch, "networks": model.networks_state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-            "loss_rng": rngs, "history": history}, hash_payload=hash_payload)
-
+    run = _Run(model=model, optimizer=optimizer, loss_rng=loss_rng, device=device, rank=rank, world=world,
+               scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones),
+                                                              gamma=config.lr_decay),
+               run_hash=params_hash(hash_payload or {}), checkpoint_dir=Path(checkpoint_dir),
+               hash_payload=hash_payload)
+    resume(run, config)
+    net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    live = _open_live(live_dir, run)
+    sample = _fixed_sample(val_dataset if val_dataset is not None else dataset)
     per_rank = config.batch_size // world
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(run.start_epoch, config.epochs):
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         # indices rank, rank + world, ... in order, the tail dropped so every rank gets as many (the dataset
@@ -199,61 +283,27 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
                             num_workers=config.num_workers, worker_init_fn=seed_worker, drop_last=True,
                             generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
                             pin_memory=device.type == "cuda")
-        model.train()
-        sums = torch.zeros(7, dtype=torch.float64, device=device)
         tic = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0,
-                   leave=False)
-        for step, (source, target) in enumerate(bar):
-            source = source.to(device, non_blocking=True)
-            target = target.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = net(source, target, rng=loss_rng)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
-            with torch.no_grad():  # accumulated on the device: no host sync per step
-                b = source.shape[0]
-                sums += torch.stack([out["loss"].float(), out["loss_perceptual"].float(),
-                                     out["loss_equivariance"].float(),
-                                     (out["prediction"].float() - target).abs().mean(),
-                                     (source - target).abs().mean(), out["loss_pixel"].float(),
-                                     torch.ones((), device=device)]).double() * b
-            if step % 10 == 0 and not bar.disable:
-                bar.set_postfix(loss=f"{out['loss'].item():.4f}")
+        sums = train_one_epoch(net, loader, run, use_amp=use_amp, desc=f"epoch {epoch + 1}/{config.epochs}",
+                               progress=progress)
         if world > 1:
             dist.all_reduce(sums)
-        seconds = time.perf_counter() - tic
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        s = (sums[:6] / sums[6].clamp_min(1)).tolist()
-        record = {"epoch": epoch + 1, "loss": s[0], "perceptual": s[1], "equivariance": s[2],
-                  "l1_reconstruction": s[3], "l1_identity": s[4], "pixel": s[5], "lr": lr, "images": float(sums[6]),
-                  "seconds": seconds, "images_per_second": float(sums[6]) / max(seconds, 1e-9)}
+        record = epoch_record(sums, epoch=epoch, lr=optimizer.param_groups[0]["lr"],
+                              seconds=time.perf_counter() - tic)
+        run.scheduler.step()
         if val_dataset is not None and rank == 0:
             val = evaluate_reconstruction(model, val_dataset, device=device, batch_size=per_rank)
             record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
-        history.append(record)
-        log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
-                 ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
-        if live is not None:
-            for key, value in record.items():
-                if key != "epoch":
-                    name = key.replace("val_", "val/") if key.startswith("val_") else f"train/{key}"
-                    live.log_metric(name, value)
-            if config.image_every and ((epoch + 1) % config.image_every == 0 or epoch + 1 == config.epochs):
-                live.log_image(f"sample_epoch{epoch + 1:04d}.png", sample_image(model, vis_source, vis_target,
-                                                                                device=device))
-            live.next_step()
-        last = epoch + 1 == config.epochs
-        if last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
-            save_checkpoint(epoch + 1)
+        run.history.append(record)
+        log_epoch(live, record, config=config, model=model, sample=sample, device=device)
+        if epoch + 1 == config.epochs or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
+            save_checkpoint(run, epoch + 1)
     if live is not None:
         live.end()
     if rank == 0:
-        save_motion_model(out_path, model, meta={**dict(meta or {}), "params_hash": run_hash,
+        save_motion_model(out_path, model, meta={**dict(meta or {}), "params_hash": run.run_hash,
                                                  "epochs": config.epochs,
-                                                 "history": [without_timing(r) for r in history]})
+                                                 "history": [without_timing(r) for r in run.history]})
     if world > 1:
         dist.barrier()
-    return history
+    return run.history

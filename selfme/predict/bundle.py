@@ -69,9 +69,9 @@ def make_bundle(*, dataset: str, protocol: str, class_names: list[str] | tuple[s
                 extract: Mapping[str, Any], motion_method: str, motion_model: Mapping[str, Any] | None,
                 scvit: Mapping[str, Any], classifier: SCViT, training: Mapping[str, Any]) -> dict[str, Any]:
     """The bundle payload; the parameter sections are validated the way predict will read them."""
-    CropConfig.from_params(dict(crop))
-    ExtractConfig.from_params(dict(extract), method=motion_method)
-    SCViTConfig.from_params(dict(scvit))
+    CropConfig.from_mapping(dict(crop))
+    ExtractConfig.from_mapping(dict(extract), method=motion_method)
+    SCViTConfig.from_mapping(dict(scvit))
     if motion_method == "selfme" and motion_model is None:
         raise ValueError("motion.method selfme needs the motion learner's weights in the bundle")
     if classifier.num_classes != len(class_names):
@@ -109,16 +109,16 @@ class Bundle:
         return str(self.payload["motion_method"])
 
     def crop_config(self) -> CropConfig:
-        return CropConfig.from_params(dict(self.payload["crop"]))
+        return CropConfig.from_mapping(dict(self.payload["crop"]))
 
     def extract_config(self, *, device: str | None = None) -> ExtractConfig:
         """The extract settings the classifier's training motions were made with (``device`` overrides
         where they are computed; it does not change the motion)."""
         overrides = {"device": device} if device else {}
-        return ExtractConfig.from_params(dict(self.payload["extract"]), method=self.motion_method, **overrides)
+        return ExtractConfig.from_mapping(dict(self.payload["extract"]), method=self.motion_method, **overrides)
 
     def scvit_config(self) -> SCViTConfig:
-        return SCViTConfig.from_params(dict(self.payload["scvit"]))
+        return SCViTConfig.from_mapping(dict(self.payload["scvit"]))
 
     def motion_learner(self):
         """The motion learner (eval mode), or None for a classical ``motion.method``."""
@@ -136,7 +136,7 @@ class Bundle:
 
     def classifier(self) -> SCViT:
         """SCViT with the bundle's weights (built without ImageNet weights: the bundle has them all)."""
-        config = SCViTConfig.from_params({**self.payload["scvit"], "pretrained": False, "weights_file": None})
+        config = SCViTConfig.from_mapping({**self.payload["scvit"], "pretrained": False, "weights_file": None})
         model, _ = create_scvit(config, num_classes=len(self.class_names), in_chans=int(self.payload["in_chans"]))
         model.load_state_dict(self.payload["classifier"])
         return model.eval()

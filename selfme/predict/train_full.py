@@ -108,10 +108,10 @@ def train_full(*, motions: str | os.PathLike, dataset: str, protocol: str, crop:
                out: str | os.PathLike, progress: bool = True) -> dict[str, Any]:
     """Train SCViT on every sample of ``motions`` and write the bundle to ``out``; returns a summary."""
     start = time.perf_counter()
-    crop_config = CropConfig.from_params(dict(crop))
-    extract_config = ExtractConfig.from_params(dict(extract), method=motion_method)
-    model_config = SCViTConfig.from_params(dict(scvit))
-    config = LosoConfig.from_params(dict(loso_params))
+    crop_config = CropConfig.from_mapping(dict(crop))
+    extract_config = ExtractConfig.from_mapping(dict(extract), method=motion_method)
+    model_config = SCViTConfig.from_mapping(dict(scvit))
+    config = LosoConfig.from_mapping(dict(loso_params))
     names = protocol_classes(protocol)
     samples = load_samples(motions, dataset=dataset, protocol=protocol)
     labels = np.array(samples.frame["label_id"], dtype=np.int64)  # a copy: torch wants writable memory

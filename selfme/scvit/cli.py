@@ -63,8 +63,8 @@ def loso(*, samples: Samples, out: str | Path, scvit: Mapping[str, Any], loso_pa
          progress: bool = True) -> LosoResult:
     """Run every (seed, fold) of ``datasets`` (default all of ``samples``) and return the summary (stage
     and command). ``classes``: the class protocol (megc3); ``protocol`` overrides ``loso.protocol``."""
-    model_config = SCViTConfig.from_params(scvit)
-    config = LosoConfig.from_params({**loso_params, **({"protocol": protocol} if protocol else {})})
+    model_config = SCViTConfig.from_mapping(scvit)
+    config = LosoConfig.from_mapping({**loso_params, **({"protocol": protocol} if protocol else {})})
     n_classes = len(class_names(classes))
     log.info("loso (%s): %d samples, %d subjects of %s, %s, omega %g, tau %g, %d epochs, seeds %s", config.protocol,
              len(samples), len(samples.frame[["dataset", "subject"]].drop_duplicates()), ", ".join(samples.datasets),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from selfme.config import Section
 from selfme.scvit.inputs import InputConfig
 from selfme.scvit.losses import SC_FORMS
 from selfme.scvit.model import SC_FEATURES, SCViT
@@ -22,29 +23,8 @@ from selfme.scvit.weights import create_backbone, resolve_weights
 log = logging.getLogger(__name__)
 
 
-def _coerce(value: Any, annotation: str) -> Any:
-    """YAML reads 1e-4 as a string and dvc -S may hand over '0.1': numbers become numbers."""
-    if isinstance(value, str) and not isinstance(value, bool):
-        if annotation.startswith("float"):
-            return float(value)
-        if annotation.startswith("int"):
-            return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and annotation.startswith("float"):
-        return float(value)
-    return value
-
-
-def config_from_section(cls: type, section: Mapping[str, Any], name: str) -> Any:
-    """Build a frozen config dataclass from a params.yaml section; unknown keys are errors."""
-    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    unknown = sorted(set(section) - set(fields))
-    if unknown:
-        raise KeyError(f"unknown {name} parameter(s) {unknown}; known: {sorted(fields)}")
-    return cls(**{k: _coerce(v, fields[k]) for k, v in section.items()})
-
-
 @dataclass(frozen=True, kw_only=True)
-class SCViTConfig:
+class SCViTConfig(Section):
     """Model, input and loss settings.
 
     model_name: a timm ViT (``vit_small_patch16_224``: ViT-S/16). img_size: input side in pixels.
@@ -65,6 +45,8 @@ class SCViTConfig:
     model_name ``ststnet`` or ``off_apexnet`` builds that published CNN instead (``selfme.scvit.peers``;
     random initialisation, img_size 28; the ViT keys are unused, the loss keys apply as to SCViT).
     """
+
+    SECTION = "scvit"
 
     model_name: str = "vit_small_patch16_224"
     img_size: int = 224
@@ -108,10 +90,6 @@ class SCViTConfig:
             raise ValueError(f"scvit.model_name {self.model_name} with scvit.stem {self.stem} has no ImageNet "
                              f"weights: set scvit.pretrained: false")
         self.input_config()  # validates the input settings
-
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> "SCViTConfig":
-        return config_from_section(cls, section, "scvit")
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -13,12 +13,13 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from selfme.scvit.factory import SCViTConfig, config_from_section, create_scvit
+from selfme.config import Section
+from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.augment import augment
 from selfme.scvit.fast import NUMERIC_DEFAULTS, EpochSums, autocast, check_fast_settings, training_forward
 from selfme.scvit.losses import SCViTLoss
@@ -31,7 +32,7 @@ PROTOCOLS = ("per_dataset", "composite")
 
 
 @dataclass(frozen=True, kw_only=True)
-class LosoConfig:
+class LosoConfig(Section):
     """The fold schedule (params.yaml section ``loso``).
 
     epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
@@ -45,7 +46,7 @@ class LosoConfig:
         ``composite`` (MEGC2019: every dataset of the run pooled, one fold per (dataset, subject)).
     Execution only (they do not change what a fold computes, so they do not key its results):
     workers (parallel fold processes), device (auto | cpu | cuda | cuda:N), threads (torch threads
-    per worker; 0: cores / workers), live (dvclive training curves per fold).
+    per worker, 1 by default; 0: cores / workers), live (dvclive training curves per fold).
     stack_folds: train up to this many folds at once as one stacked model (``selfme.scvit.stacked``;
         1: one at a time). The same computation in exact arithmetic, but float rounding differs and
         grows over a long schedule as a different seed would, so it keys the results.
@@ -53,6 +54,8 @@ class LosoConfig:
     fold; execution only), sync (step | epoch: no host synchronisation inside an epoch), amp (none |
     bf16 autocast), channels_last, compile (torch.compile); the last four key the results when set.
     """
+
+    SECTION = "loso"
 
     epochs: int = 60
     batch_size: int = 32
@@ -67,7 +70,7 @@ class LosoConfig:
     protocol: str = "per_dataset"
     workers: int = 1
     device: str = "auto"
-    threads: int = 0
+    threads: int = 1
     live: bool = False
     stack_folds: int = 1
     resident: bool = False
@@ -99,10 +102,6 @@ class LosoConfig:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"loso.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         check_fast_settings(amp=self.amp, sync=self.sync)
-
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> "LosoConfig":
-        return config_from_section(cls, section, "loso")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

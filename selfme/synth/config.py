@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+
+from selfme.config import Section
 
 
 @dataclass(frozen=True, kw_only=True)
-class SynthConfig:
+class SynthConfig(Section):
     """Everything that determines a SynthME dataset; the same config and seed give the same bytes.
 
     Sizes are in pixels of the raw frame. Every nuisance (jitter, blinks, flicker, noise) can be
     switched off with 0; ``jpeg_quality`` is the quality of the written JPEG frames (1-100).
     """
+
+    SECTION = "synth"
 
     subjects: int = 8
     clips_per_subject: int = 6
@@ -59,7 +63,7 @@ class SynthConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"SynthConfig: {message}")
+                raise ValueError(f"synth.{message}")
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -69,12 +73,3 @@ class SynthConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (what synthme.json records and params.yaml holds)."""
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "SynthConfig":
-        """Build from a mapping (e.g. params.yaml's ``synth`` section); unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise KeyError(f"unknown SynthConfig key(s) {unknown}; known: {sorted(names)}")
-        return cls(**dict(values))
