@@ -1,74 +1,30 @@
 """dvc.yaml's code deps are the stage scripts' import closures, so that editing any module a stage runs
-makes `dvc status` list that stage. The closure is computed here from the source (every `import` and
-`from ... import` of a project module, at any depth, including lazy imports inside functions, plus the
-`__init__.py` of every package on the way), not from a list kept by hand."""
+makes `dvc status` list that stage. The closure is computed from the source by ``selfme.imports`` (every
+`import` and `from ... import` of a project module, at any depth, including lazy imports inside
+functions, plus the `__init__.py` of every package on the way; the same closure keys the item caches),
+not from a list kept by hand."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
+
+from selfme.imports import import_closure as _closure
+from selfme.imports import module_file
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("selfme", "stages")
 
 
 def _module_file(module: str) -> Path | None:
-    """The repository file of a project module (package -> its __init__.py); None outside the project."""
-    if module.split(".")[0] not in PROJECT_PACKAGES:
-        return None
-    base = REPO.joinpath(*module.split("."))
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    return None
-
-
-def _package_inits(module: str) -> list[Path]:
-    parts = module.split(".")
-    return [f for i in range(1, len(parts)) if (f := _module_file(".".join(parts[:i]))) is not None]
-
-
-def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = ".".join(path.relative_to(REPO).with_suffix("").parts)
-    if path.name == "__init__.py":
-        package = package.rsplit(".", 1)[0]
-    else:
-        package = package.rsplit(".", 1)[0] if "." in package else ""
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import submodule`
-    return found
+    return module_file(module, root=REPO, packages=PROJECT_PACKAGES)
 
 
 def import_closure(script: Path) -> set[Path]:
     """Every project file that running ``script`` imports, directly or transitively."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in _imported_modules(path):
-            target = _module_file(module)
-            for f in ([target] if target else []) + (_package_inits(module) if target else []):
-                if f not in seen:
-                    todo.append(f)
-    return seen
+    return _closure(script, root=REPO, packages=PROJECT_PACKAGES)
 
 
 def _stages() -> dict[str, dict]:

@@ -58,7 +58,7 @@ def test_completed_runs_are_skipped_on_rerun_per_seed_and_fold(tmp_path):
     out = tmp_path / "results"
     assert _run(samples, out).ran == _runs([0])
     stamp = (out / "toy/seed_0/s2.csv").stat().st_mtime_ns
-    again = _run(samples, out, loso={"workers": 3, "threads": 2})  # execution-only keys: still done
+    again = _run(samples, out, loso={"workers": 3, "device": "cpu"})  # execution-only keys: still done
     assert again.ran == () and again.skipped == _runs([0])
     assert (out / "toy/seed_0/s2.csv").stat().st_mtime_ns == stamp
     more = _run(samples, out, loso={"seeds": [0, 1]})               # a new seed runs only its own folds
@@ -68,6 +68,8 @@ def test_completed_runs_are_skipped_on_rerun_per_seed_and_fold(tmp_path):
     assert _run(samples, out, loso={"seeds": [0, 1]}).ran == ((1, "toy", "s3"),)
     dropped = _run(samples, out, loso={"seeds": [1]})              # a seed left out: its folder goes
     assert dropped.ran == () and not (out / "toy/seed_0").exists()
+    threaded = _run(samples, out, loso={"seeds": [1], "threads": 2})  # float sums follow the threads
+    assert threaded.ran == _runs([1])
     assert _run(samples, out, loso={"seeds": [1]}, scvit={"omega": 0.0}).ran == _runs([1])  # a changed parameter
 
 

@@ -9,15 +9,13 @@ Output folder (``data/motion/<method>/<dataset>/``):
   compute time and the clip's quality figures (folding; EPE where there is a ground truth);
 * ``index.csv``: the manifest rows plus ``motion_path``, ``motion_method``, ``motion_gamma``.
 
-A clip whose sidecar carries the same key (parameters + source, model and ground-truth checksums) is
-skipped; files of clips no longer in the manifest are removed. The npy is written before its sidecar, both
+A clip whose sidecar carries the same key (``selfme.cache``: parameters, torch threads, source, model and
+ground-truth checksums, and the digest of the extraction code) is skipped; files of clips no longer in the manifest are removed. The npy is written before its sidecar, both
 atomically, so an interrupted run leaves no clip that a rerun would trust.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -25,8 +23,10 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
+from selfme.cache import code_digest, item_key, read_record, sha256_hex, write_record
 from selfme.datasets import read_manifest
 from selfme.datasets.frames import key_frame_files, resolve_manifest_path
 from selfme.extract.config import CONVENTION, FORMAT, ExtractConfig
@@ -36,6 +36,8 @@ from selfme.flow.viz import motion_figure
 from selfme.io import atomic_dir, file_sha256, read_image, write_csv, write_image, write_json, write_npy
 
 log = logging.getLogger(__name__)
+#: The module whose import closure computes a clip's motion (its code digest keys every sidecar).
+EXTRACT_MODULE = "selfme.extract.dataset"
 
 
 def clip_jobs(manifest: pd.DataFrame, manifest_path: str | os.PathLike | None, out_dir: Path) -> list[dict]:
@@ -44,39 +46,36 @@ def clip_jobs(manifest: pd.DataFrame, manifest_path: str | os.PathLike | None, o
     for row in manifest.to_dict("records"):
         _, onset_file, apex_file = key_frame_files(str(row["frames_dir"]), row["onset"], row["apex"],
                                                    name=f"{row['subject']}/{row['clip']}", manifest_path=manifest_path)
-        digest = hashlib.sha256()
-        for path in (onset_file, apex_file):
-            digest.update(file_sha256(path).encode())
         truth = str(row.get("ground_truth") or "")
         truth_path = resolve_manifest_path(truth, manifest_path) if truth and truth != "nan" else None
         if truth_path is not None and not truth_path.is_file():
             truth_path = None
         stem = out_dir / str(row["subject"]) / str(row["clip"])
         jobs.append({"row": row, "onset_file": onset_file, "apex_file": apex_file,
-                     "source_checksum": digest.hexdigest(), "truth": truth_path,
+                     "source_checksum": sha256_hex(file_sha256(p) for p in (onset_file, apex_file)),
+                     "truth": truth_path,
                      "truth_checksum": file_sha256(truth_path) if truth_path else None,
                      "npy": stem.with_suffix(".npy"), "json": stem.with_suffix(".json")})
     return jobs
 
 
-def clip_key(config: ExtractConfig, job: Mapping[str, Any], model_checksum: str | None) -> str:
-    payload = {"format": FORMAT, "method": config.method, "params": config.method_params(),
-               "source": job["source_checksum"], "model": model_checksum, "truth": job["truth_checksum"],
-               "mask": [str(job["row"].get("landmarks", "")), str(job["row"].get("transform", ""))]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+def clip_key(config: ExtractConfig, job: Mapping[str, Any], model_checksum: str | None, *, code: str) -> str:
+    """A clip's key (``selfme.cache``): the method's parameters, the torch thread count (the learner's
+    float sums follow it), the clip's mask, the source, model and ground-truth checksums and ``code``,
+    the digest of the extraction code (``code_digest(EXTRACT_MODULE)``)."""
+    params = {"format": FORMAT, "method": config.method, "params": config.method_params(),
+              "threads": torch.get_num_threads(),
+              "mask": [str(job["row"].get("landmarks", "")), str(job["row"].get("transform", ""))]}
+    inputs = {"source": job["source_checksum"], "model": model_checksum, "truth": job["truth_checksum"]}
+    return item_key(params=params, inputs=inputs, code=code)
 
 
 def _up_to_date(job: Mapping[str, Any], key: str) -> dict | None:
-    if not (job["npy"].is_file() and job["json"].is_file()):
-        return None
-    try:
-        sidecar = json.loads(job["json"].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return sidecar if sidecar.get("key") == key else None
+    """The clip's sidecar when its motion file exists and the sidecar holds ``key``."""
+    return read_record(job["json"], key) if job["npy"].is_file() else None
 
 
-def _sidecar(config: ExtractConfig, engine: MotionEngine, job: Mapping[str, Any], key: str, result,
+def _sidecar(config: ExtractConfig, engine: MotionEngine, job: Mapping[str, Any], result,
              quality: dict) -> dict[str, Any]:
     row = job["row"]
     h, w = result.flow.shape[:2]
@@ -89,8 +88,7 @@ def _sidecar(config: ExtractConfig, engine: MotionEngine, job: Mapping[str, Any]
             "onset": int(row["onset"]), "apex": int(row["apex"]),
             "onset_file": Path(job["onset_file"]).as_posix(), "apex_file": Path(job["apex_file"]).as_posix(),
             "source_checksum": job["source_checksum"], "model_checksum": engine.model_checksum,
-            "ground_truth_checksum": job["truth_checksum"], "params": config.method_params(), "key": key,
-            "quality": quality}
+            "ground_truth_checksum": job["truth_checksum"], "params": config.method_params(), "quality": quality}
 
 
 def _prune(out_dir: Path, keep: set[Path]) -> int:
@@ -131,7 +129,8 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
                  config.gamma, config.method)
     jobs = clip_jobs(manifest, manifest_path, out_dir)
     engine = MotionEngine(config, model_path=model_path, learner=learner)
-    keys = [clip_key(config, job, engine.model_checksum) for job in jobs]
+    code = code_digest(EXTRACT_MODULE)
+    keys = [clip_key(config, job, engine.model_checksum, code=code) for job in jobs]
     sidecars: list[dict | None] = [_up_to_date(job, key) for job, key in zip(jobs, keys)]
     pending = [i for i, s in enumerate(sidecars) if s is None]
     log.info("%s: %d clips, %d up to date, %d to extract (%s)", out_dir, len(jobs), len(jobs) - len(pending),
@@ -159,8 +158,7 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
                 quality.update(clip_quality(result.flow, truth, regions(truth, job["row"]),
                                             gamma=config.applied_gamma, flow_gamma1=result.flow_gamma1))
             write_npy(job["npy"], result.flow.astype(np.float16))
-            sidecars[i] = _sidecar(config, engine, job, keys[i], result, quality)
-            write_json(job["json"], sidecars[i])
+            sidecars[i] = write_record(job["json"], _sidecar(config, engine, job, result, quality), key=keys[i])
     removed = _prune(out_dir, {p for job in jobs for p in (job["npy"], job["json"])})
     index = manifest.copy()
     index["motion_path"] = [job["npy"].as_posix() for job in jobs]

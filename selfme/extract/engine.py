@@ -21,7 +21,6 @@ warps with), "folding after" on the stored field.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from selfme.device import resolve_device
 from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, invert_displacement,
                             lattice_spacing, scaling_and_squaring)
+from selfme.cache import sha256_hex
 from selfme.extract.config import ExtractConfig
 from selfme.extract.frozen import MotionField, freeze_motion_field
 from selfme.extract.inference import inference_learner
@@ -97,11 +97,9 @@ class MotionEngine:
                 learner = load_motion_model(model_path, map_location=self.device)
                 self.model_checksum = file_sha256(model_path)
             else:
-                digest = hashlib.sha256()
-                for name, tensor in sorted(learner.state_dict().items()):
-                    digest.update(name.encode())
-                    digest.update(tensor.detach().cpu().numpy().tobytes())
-                self.model_checksum = digest.hexdigest()
+                self.model_checksum = sha256_hex(
+                    chunk for name, tensor in sorted(learner.state_dict().items())
+                    for chunk in (name, tensor.detach().cpu().numpy().tobytes()))
             learner = learner.eval() if form == "plain" else inference_learner(learner.eval())  # a copy
             self.learner = learner.to(self.device)
             self.image_size = int(self.learner.config["image_size"])

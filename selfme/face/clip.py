@@ -78,8 +78,8 @@ class ClipCropper:
         key = clip_key(fingerprint=self.config.fingerprint(), annotation=annotation,
                        sources=selected.values(), ground_truth=gt_in)
         if not force:
-            stamp = read_stamp(job.out_dir)
-            if stamp and stamp.get("key") == key and (gt_in is None or (job.gt_out and job.gt_out.is_file())):
+            stamp = read_stamp(job.out_dir, key)
+            if stamp and (gt_in is None or (job.gt_out and job.gt_out.is_file())):
                 return ClipResult(status="skipped", row=self._refreshed(job, stamp["row"]),
                                   problems=[Problem(**w) for w in stamp.get("warnings", [])],
                                   frames_in_output=len(stamp.get("frames", [])))

@@ -1,13 +1,16 @@
-"""Resumable training checkpoints, keyed by a hash of the parameters that produced them.
+"""Resumable training checkpoints, keyed by the parameters, data and code that produced them.
 
 A run's checkpoints live in ``<root>/<params hash>/last.pt`` (the folder DVC keeps with ``persist: true``)
-and store the hash again inside, so a checkpoint written for other parameters is never resumed. Every
-value is a tensor or a plain Python container, so ``torch.load(..., weights_only=True)`` reads it.
+and store the hash again inside, so a checkpoint written for other parameters is never resumed. The hash
+is a ``selfme.cache`` key of the run's payload (``selfme.motion.pipeline`` puts the stage's trajectory
+parameters, the torch thread count, the data and init digests and the motion code's digest in it), so
+editing the learner's code starts a new run too. Every value is a tensor or a plain Python container, so
+``torch.load(..., weights_only=True)`` reads it; a file that does not load (truncated) or whose weights
+are not finite (corrupted bytes) is never resumed: the run starts over and overwrites it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from selfme.cache import payload_key
 from selfme.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -29,9 +33,8 @@ NON_TRAJECTORY_KEYS = frozenset({"epochs", "num_workers", "checkpoint_every", "i
 
 
 def params_hash(payload: Mapping[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of the canonical JSON of ``payload`` (sorted keys)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """16 hex digits of the run's key: ``selfme.cache.payload_key`` of ``payload``."""
+    return payload_key(payload)[:16]
 
 
 def resolve_checkpoint_dir(root: str | os.PathLike, hash_payload: Mapping[str, Any]) -> Path:
@@ -86,9 +89,29 @@ def read_checkpoint(folder: str | os.PathLike, run_hash: str, *,
     path = Path(folder) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("params_hash") != run_hash:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated or overwritten bytes: torch raises several kinds
+        log.warning("ignoring %s: it does not load (%s: %s); training starts over", path, type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "")
+        return None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("params_hash") != run_hash:
         log.warning("ignoring %s: written for other parameters (hash %s, this run %s)", path,
-                    state.get("params_hash"), run_hash)
+                    state.get("params_hash") if isinstance(state, dict) else None, run_hash)
+        return None
+    bad = non_finite_tensors(state.get("networks", {}))
+    if bad:
+        log.warning("ignoring %s: non-finite values in %s; training starts over", path, ", ".join(bad[:3]))
         return None
     return state
+
+
+def non_finite_tensors(state_dict: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a (nested) state dict holding a NaN or an infinity."""
+    bad = []
+    for name, value in state_dict.items():
+        if isinstance(value, Mapping):
+            bad += [f"{name}.{inner}" for inner in non_finite_tensors(value)]
+        elif torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad.append(str(name))
+    return bad

@@ -9,7 +9,6 @@ model (paper: Adam lr 2e-6, /10 at epochs 20 and 30).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 import torch
 
 from selfme.config import ParamsError, as_dict, set_threads
+from selfme.cache import code_digest, key_payload, sha256_hex
 from selfme.datasets import read_manifest
 from selfme.io import file_sha256
 from selfme.motion.checkpoint import resolve_checkpoint_dir, trajectory_params
@@ -29,18 +29,19 @@ from selfme.motion.model import MotionLearner, load_weights
 from selfme.motion.train import train_motion
 
 log = logging.getLogger(__name__)
+#: The module whose import closure computes a training run (its code digest keys the checkpoints).
+MOTION_MODULE = "selfme.motion.pipeline"
 
 
 
 def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:
     """SHA-256 over every video's name and its files' names and sizes (cheap; catches re-cropped data)."""
-    digest = hashlib.sha256()
-    for video in videos:
-        paths = video.paths if isinstance(video, FrameFolder) else [video.path]
-        digest.update(video.name.encode())
-        for p in paths:
-            digest.update(f"{p.name}:{p.stat().st_size};".encode())
-    return digest.hexdigest()
+    def chunks():
+        for video in videos:
+            yield video.name
+            for p in (video.paths if isinstance(video, FrameFolder) else [video.path]):
+                yield f"{p.name}:{p.stat().st_size};"
+    return sha256_hex(chunks())
 
 
 def _as_list(data: str | Sequence[str]) -> list[str]:
@@ -108,7 +109,8 @@ def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any],
     """Build the data and the learner for ``stage`` (pretrain | finetune) and train it.
 
     ``init`` (finetune: the pretrained model; pretrain: ``section['init']`` when set) initialises the
-    networks. Checkpoints go to ``checkpoints/<hash of motion, section, data and init>/``. An epoch is
+    networks. Checkpoints go to ``checkpoints/<key of motion, section, threads, data, init and code>/``
+    (``selfme.motion.checkpoint``). An epoch is
     ``pairs_per_epoch`` pairs, or, when that is null, ``repeats`` pairs per video (FOMM's num_repeats).
     """
     data, config = stage_config(section, prefix=stage)
@@ -138,8 +140,11 @@ def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any],
     if init:
         load_weights(model, init)
         log.info("%s: networks initialised from %s", stage, init)
-    payload = {"stage": stage, "motion": arch, "section": trajectory_params(section),
-               "data": videos_fingerprint(videos), "init": file_sha256(init) if init else None}
+    payload = key_payload(  # the checkpoint key: the torch threads order float sums, the code computes the run
+        params={"stage": stage, "motion": arch, "section": trajectory_params(section),
+                "threads": torch.get_num_threads()},
+        inputs={"data": videos_fingerprint(videos), "init": file_sha256(init) if init else None},
+        code=code_digest(MOTION_MODULE))
     run_dir = resolve_checkpoint_dir(checkpoints, payload)
     log.info("%s: %d videos, %d pairs/epoch, %d epochs, checkpoints in %s", stage, len(videos),
              config.pairs_per_epoch, config.epochs, run_dir)

@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from selfme.device import resolve_device
 from selfme.config import Section
+from selfme.device import resolve_device
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
 from selfme.motion.model import MotionLearner, save_motion_model

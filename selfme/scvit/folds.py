@@ -16,15 +16,15 @@ Each fold runs once per seed of ``loso.seeds``. Files, for dataset D and seed S 
     <out>/D/scores.json                   D's UF1 / UAR, mean and std over the seeds, and per seed
     <out>/D/excluded.csv                  D's samples the source left out, with the reason (when any)
 
-A run is done when its CSV exists and its record holds the current key: a SHA-256 of the scvit
-settings, the schedule (execution-only keys and the seed list excluded), the run's seed, the
-training pool's data (every file's content) and the (dataset, subject).
+A run is done when its CSV exists and its record holds the current key (``selfme.cache``): the scvit
+settings, the schedule (execution-only keys and the seed list excluded), the torch thread count the run
+trains with (float sums depend on it), the run's seed, the (dataset, subject), the training pool's data
+(every file's content), the ImageNet weights and the code digest of the LOSO modules (the import
+closure of ``selfme.scvit.loso``: training, inputs and scoring), so editing that code redoes the runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -34,7 +34,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
+from selfme.cache import code_digest, item_key, read_record, write_record
 from selfme.io import file_sha256
 from selfme.scvit.factory import SCViTConfig
 from selfme.scvit.sources import Samples
@@ -43,6 +45,8 @@ from selfme.scvit.weights import resolve_weights
 
 log = logging.getLogger(__name__)
 SEED_DIR = re.compile(r"seed_(\d+)")
+#: The module whose import closure computes a fold run (its code digest keys every run).
+LOSO_MODULE = "selfme.scvit.loso"
 
 
 class Fold(NamedTuple):
@@ -94,13 +98,23 @@ def weights_identity(model_config: SCViTConfig) -> str | None:
     return file_sha256(path)
 
 
+def run_threads(config: LosoConfig) -> int:
+    """The torch threads a fold trains with: ``loso.threads``, or when 0 the process's count (one
+    worker) or cores / workers (several)."""
+    if config.threads > 0:
+        return int(config.threads)
+    if config.workers == 1:
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // config.workers)
+
+
 def fold_key(model_config: SCViTConfig, config: LosoConfig, *, data_digest: str, fold: Fold, seed: int,
              num_classes: int, weights: str | None = None) -> str:
     """The key of one (seed, fold) run; ``data_digest`` is the digest of the fold's training pool."""
-    payload = {"scvit": model_config.as_dict(), "loso": config.result_key(), "seed": int(seed),
-               "data": data_digest, "weights": weights, "dataset": fold.dataset, "subject": fold.subject,
-               "num_classes": num_classes}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    params = {"scvit": model_config.as_dict(), "loso": config.result_key(), "threads": run_threads(config),
+              "seed": int(seed), "dataset": fold.dataset, "subject": fold.subject, "num_classes": num_classes}
+    return item_key(params=params, inputs={"data": data_digest, "weights": weights},
+                    code=code_digest(LOSO_MODULE))
 
 
 def record_path(folder: Path, subject: str) -> Path:
@@ -108,13 +122,13 @@ def record_path(folder: Path, subject: str) -> Path:
 
 
 def is_done(folder: Path, subject: str, key: str) -> bool:
-    record = record_path(folder, subject)
-    if not (folder / f"{subject}.csv").is_file() or not record.is_file():
-        return False
-    try:
-        return json.loads(record.read_text(encoding="utf-8")).get("key") == key
-    except (OSError, ValueError):
-        return False
+    """The run's CSV exists and its record holds ``key``."""
+    return (folder / f"{subject}.csv").is_file() and read_record(record_path(folder, subject), key) is not None
+
+
+def write_fold_record(folder: Path, subject: str, record: dict, *, key: str) -> dict:
+    """Write a run's record (after its CSV: the record is what marks the run done); return it."""
+    return write_record(record_path(folder, subject), record, key=key)
 
 
 def remove_stale(folder: Path, subjects: set[str]) -> None:

@@ -38,7 +38,7 @@ from selfme.metrics import write_megc_log
 from selfme.metrics.aggregate import seed_scores, summarise
 from selfme.scvit.factory import SCViTConfig
 from selfme.scvit.folds import (Fold, clean_dataset_dir, collect_predictions, fold_key, is_done, loso_folds,
-                                record_path, run_seed, seed_dir, weights_identity)
+                                run_seed, run_threads, seed_dir, weights_identity, write_fold_record)
 from selfme.scvit.inputs import HORIZONTAL
 from selfme.scvit.screening import no_exclusions
 from selfme.scvit.sources import Samples, build_inputs
@@ -121,10 +121,10 @@ def finish_fold(data: Mapping[str, Any], run: FoldRun, model: torch.nn.Module, h
         frame[f"p_{c}"] = np.round(probs[:, c], 6)
     write_csv(folder / f"{fold.subject}.csv", frame)
     seconds += time.perf_counter() - start
-    record = {"dataset": fold.dataset, "subject": fold.subject, "key": run.key, "protocol": config.protocol,
+    record = {"dataset": fold.dataset, "subject": fold.subject, "protocol": config.protocol,
               "base_seed": run.seed, "seed": seed, "n_train": len(fold.train), "n_test": len(fold.test),
               "train_subjects": train_subjects, "final": history[-1], "history": history}
-    write_json(record_path(folder, fold.subject), record)
+    record = write_fold_record(folder, fold.subject, record, key=run.key)
     return {**record, "device": str(device), "seconds": round(seconds, 2)}
 
 
@@ -176,8 +176,7 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
     if config.workers == 1 or len(runs) == 1:
         device = resolve_device(config.device, key="loso.device")
         threads = torch.get_num_threads()
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
+        torch.set_num_threads(run_threads(config))  # the count the runs' keys hold
         try:
             if config.stack_folds > 1:  # several folds as one stacked model (selfme.scvit.stacked)
                 from selfme.scvit.stacked import run_folds_stacked
@@ -193,7 +192,7 @@ def _train(runs: Sequence[FoldRun], data: dict[str, Any], *, config: LosoConfig,
             torch.set_num_threads(threads)
     else:
         workers = min(config.workers, len(runs))
-        threads = config.threads or max(1, (os.cpu_count() or 1) // workers)
+        threads = run_threads(config)  # the count the runs' keys hold
         context = mp.get_context("spawn")
         work.mkdir(parents=True, exist_ok=True)
         inputs_path = work / "inputs.pt"

@@ -25,7 +25,6 @@ exist is an error.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from selfme.cache import sha256_hex
 from selfme.datasets import class_names
 from selfme.datasets.frames import IMAGE_SUFFIXES, resolve_manifest_path
+from selfme.io import file_sha256
 from selfme.metrics.logs import MEGC_DB
 from selfme.scvit.inputs import IMAGE_CHANNELS, InputConfig, image_to_input, motion_to_input
 from selfme.scvit.screening import join_exclusions, no_exclusions, read_sample, screen, warn_excluded
@@ -64,11 +65,12 @@ class Samples:
 
     def digest(self) -> str:
         """SHA-256 over every sample's identity, label and file content (keys the fold results)."""
-        h = hashlib.sha256(self.kind.encode())
-        for row in self.frame.itertuples(index=False):
-            h.update(f"{row.dataset}|{row.db}|{row.subject}|{row.clip}|{int(row.label_id)}|".encode())
-            h.update(hashlib.sha256(Path(row.path).read_bytes()).digest())
-        return h.hexdigest()
+        def chunks():
+            yield self.kind
+            for row in self.frame.itertuples(index=False):
+                yield f"{row.dataset}|{row.db}|{row.subject}|{row.clip}|{int(row.label_id)}|"
+                yield bytes.fromhex(file_sha256(row.path))
+        return sha256_hex(chunks())
 
     def subset(self, datasets: Sequence[str]) -> "Samples":
         """The samples of the named datasets (in their original order)."""
