@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from selfme.extract import ExtractConfig, MotionEngine
 from selfme.extract.frozen import DenseDisplacement, MotionField, freeze_motion_field
-from selfme.extract.inference import PhaseUpBlock2d, SeparableAntiAlias, inference_learner, phase_kernels
-from selfme.motion.blocks import AntiAliasInterpolation2d, UpBlock2d
+from selfme.extract.inference import (FastConv2d, FoldedDownBlock2d, PhaseUpBlock2d, SeparableAntiAlias,
+                                     inference_learner, nnpack_available, phase_kernels)
+from selfme.motion.blocks import AntiAliasInterpolation2d, DownBlock2d, UpBlock2d
 from selfme.motion.model import MotionLearner
 from tests.motion_testing import one_torch_thread, tiny_motion, torch_seed_0  # noqa: F401 (fixtures)
 
@@ -61,6 +62,32 @@ def test_separable_anti_alias_equals_blur_then_subsample(scale, size):
     assert torch.allclose(got, expected, atol=1e-6)
 
 
+needs_nnpack = pytest.mark.skipif(not nnpack_available(), reason="torch without NNPACK")
+
+
+@needs_nnpack
+@pytest.mark.parametrize("size", [(16, 16), (20, 17), (6, 9)])  # NNPACK's path (>= 256 pixels) and F.conv2d's
+def test_folded_down_block_equals_the_down_block(size):
+    block = DownBlock2d(5, 7).eval()
+    _randomise_norms(block)
+    x = torch.randn(2, 5, *size)
+    with torch.no_grad():
+        expected, got = block(x), FoldedDownBlock2d(block)(x)
+    assert got.shape == expected.shape == (2, 7, size[0] // 2, size[1] // 2)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@needs_nnpack
+@pytest.mark.parametrize("padding", [0, 3])
+def test_fast_7x7_head_equals_the_convolution(padding):
+    head = torch.nn.Conv2d(9, 4, kernel_size=7, padding=padding)
+    x = torch.randn(3, 9, 19, 16)
+    with torch.no_grad():
+        expected, got = head(x), FastConv2d(head)(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
 def _learner() -> MotionLearner:
     learner = MotionLearner(config=tiny_motion()).eval()
     _randomise_norms(learner)
@@ -73,6 +100,8 @@ def test_inference_learner_gives_the_same_motion_and_leaves_the_model_alone():
     fast = inference_learner(learner)
     kinds = {type(m).__name__ for m in fast.modules()}
     assert {"PhaseUpBlock2d", "SeparableAntiAlias"} <= kinds and "UpBlock2d" not in kinds
+    if nnpack_available():
+        assert {"FoldedDownBlock2d", "FastConv2d"} <= kinds and "DownBlock2d" not in kinds
     assert fast.generator.dense_motion_network.occlusion is None  # extraction never reads it
     assert learner.generator.dense_motion_network.occlusion is not None
     assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())

@@ -1,6 +1,6 @@
 """The motion learner in inference form: the same function as the trained networks, less arithmetic.
 
-Extraction only needs the learner's dense motion (``estimate_motion``'s displacement). Three rewrites of a
+Extraction only needs the learner's dense motion (``estimate_motion``'s displacement). The rewrites of a
 copy of the learner (the caller's model is left as it is) remove work that does not change it beyond
 float rounding; each rewritten block is checked against the block it replaces on a probe input before it
 is used, and kept as it was when they disagree (a block whose definition changed):
@@ -16,6 +16,11 @@ is used, and kept as it was when they disagree (a block whose definition changed
   separable Gaussian: the blur is evaluated only where it is kept (1 / n^2 of the pixels), in 2 k taps
   per pixel instead of k^2.
 * the dense motion network's occlusion head: extraction never reads the occlusion map.
+* ``DownBlock2d``'s convolution with its BN folded in, and the 7 x 7 heads (keypoint heatmaps, dense
+  motion mask), computed by NNPACK on a CPU where it is measured faster than oneDNN (:class:`FastConv2d`):
+  Winograd F(6 x 6, 3 x 3) for the 3 x 3 convolutions of maps of at least 16 x 16 (1.3x at 16 x 16, 1.8x
+  at 64 x 64, slower below), FFT for the 7 x 7 heads (2-4x). Both are exact algorithms; in float32 they
+  differ from the direct convolution by about 1e-5 of the output's scale (oneDNN's own rounding: 3e-7).
 
 Eval mode only (BN folding uses the running statistics). Hourglass decoders of the paper architecture
 (vox-256) hold every up-convolution of the learner, about 60 % of its arithmetic.
@@ -34,8 +39,10 @@ log = logging.getLogger(__name__)
 
 #: For output phase p (0, 1): which rows of the 3 x 3 kernel act on low-resolution rows (i - 1 + p, i + p).
 PHASE_TAPS = (((0,), (1, 2)), ((0, 1), (2,)))
-#: Relative tolerance of the probe check of a rewritten block (float32 rounding is ~1e-7).
+#: Relative tolerance of the probe check of a rewritten block (float32 rounding is ~1e-7, NNPACK's ~1e-5).
 PROBE_RTOL = 1e-4
+#: Smallest map (pixels) whose 3 x 3 convolution runs on NNPACK (Winograd); the 7 x 7 heads always do.
+NNPACK_MIN_PIXELS_3X3 = 16 * 16
 
 
 def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
@@ -43,13 +50,12 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
     [4, Cout, Cin, 2, 2] (phase index 2 p + q) acting on the low-resolution input."""
     if tuple(weight.shape[2:]) != (3, 3):
         raise ValueError(f"expected 3 x 3 kernels, got {tuple(weight.shape)}")
-    phases = []
+    taps = torch.zeros(2, 2, 3, dtype=weight.dtype, device=weight.device)  # [phase, tap, kernel row]: 0 / 1
     for p in range(2):
-        for q in range(2):
-            rows = [weight[:, :, list(PHASE_TAPS[p][a])].sum(dim=2) for a in range(2)]   # [Cout, Cin, 3] each
-            taps = [[r[:, :, list(PHASE_TAPS[q][b])].sum(dim=2) for b in range(2)] for r in rows]
-            phases.append(torch.stack([torch.stack(t, dim=-1) for t in taps], dim=-2))    # [Cout, Cin, 2, 2]
-    return torch.stack(phases)
+        for a in range(2):
+            taps[p, a, list(PHASE_TAPS[p][a])] = 1
+    kernels = torch.einsum("par,qbc,oirc->pqoiab", taps, taps, weight.detach())  # one pass over the weights
+    return kernels.reshape(4, *weight.shape[:2], 2, 2)
 
 
 def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,6 +89,48 @@ class PhaseUpBlock2d(nn.Module):
             y = torch.stack([full[:, p, q, :, p:p + h, q:q + w] for p in range(2) for q in range(2)], dim=1)
             y = y.view(b, 2, 2, c, h, w)
         return F.relu(y.permute(0, 3, 4, 1, 5, 2).reshape(b, c, 2 * h, 2 * w))
+
+
+def nnpack_available() -> bool:
+    """Whether torch has NNPACK (the call also initialises it: its convolutions fail before it)."""
+    try:
+        return bool(torch._nnpack_available())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class FastConv2d(nn.Module):
+    """A stride-1 convolution (and the eval-mode BN after it, folded in) that runs on NNPACK for float32
+    CPU maps of at least ``min_pixels`` pixels and as ``F.conv2d`` otherwise (see the module docstring)."""
+
+    def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None, *, min_pixels: int = 0) -> None:
+        super().__init__()
+        if norm is not None:
+            weight, bias = fold_batch_norm(conv, norm)
+        else:
+            weight = conv.weight.detach()
+            bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("bias", bias.contiguous())
+        self.padding = [int(p) for p in conv.padding]
+        self.min_pixels = int(min_pixels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[-2] * x.shape[-1] >= self.min_pixels:
+            return torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, self.padding, [1, 1])
+        return F.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), padding=self.padding)
+
+
+class FoldedDownBlock2d(nn.Module):
+    """``DownBlock2d`` (conv, BN, ReLU, 2 x 2 average pooling) with BN folded into a :class:`FastConv2d`."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv = FastConv2d(block.conv, block.norm, min_pixels=NNPACK_MIN_PIXELS_3X3)
+        self.pool = block.pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(F.relu(self.conv(x)))
 
 
 class SeparableAntiAlias(nn.Module):
@@ -121,6 +169,9 @@ def _probe_input(block: nn.Module, reference: nn.Module) -> torch.Tensor:
     device = next(iter(reference.state_dict().values())).device
     if isinstance(block, PhaseUpBlock2d):
         channels, side = int(reference.conv.in_channels), 5
+    elif isinstance(block, (FastConv2d, FoldedDownBlock2d)):  # both paths: NNPACK's (16 x 17), F.conv2d's (the crop)
+        conv = reference.conv if isinstance(block, FoldedDownBlock2d) else reference
+        return torch.rand(1, int(conv.in_channels), 16, 17, generator=generator).to(device)  # wide layers: 1 map
     else:
         channels, side = int(reference.groups), 4 * int(reference.int_inv_scale) + 3
     return torch.rand(2, channels, side, side + 1, generator=generator).to(device)
@@ -131,8 +182,8 @@ def _agrees(block: nn.Module, reference: nn.Module) -> bool:
     x = _probe_input(block, reference)
     with torch.no_grad():
         expected, got = reference(x), block(x)
-        if isinstance(block, PhaseUpBlock2d):  # the tiny-map path too
-            small = x[..., :3, :4]
+        if isinstance(block, (PhaseUpBlock2d, FastConv2d, FoldedDownBlock2d)):  # the small-map path too
+            small = x[..., :3, :4] if isinstance(block, PhaseUpBlock2d) else x[..., :7, :9]
             expected, got = [torch.cat([a.flatten(), b.flatten()]) for a, b in
                              ((expected, reference(small)), (got, block(small)))]
     if expected.shape != got.shape:
@@ -140,9 +191,23 @@ def _agrees(block: nn.Module, reference: nn.Module) -> bool:
     return bool((expected - got).abs().max() <= PROBE_RTOL * max(1.0, float(expected.abs().max())))
 
 
+def _plain_conv(conv: nn.Module, kernel: int) -> bool:
+    """A zero-padded, stride-1, undilated, ungrouped ``kernel`` x ``kernel`` convolution."""
+    return type(conv) is nn.Conv2d and conv.kernel_size == (kernel, kernel) and conv.stride == (1, 1) \
+        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros" \
+        and conv.padding[0] == conv.padding[1] and isinstance(conv.padding[0], int)
+
+
 def _rewrite(child: nn.Module) -> nn.Module | None:
     """The inference form of one module, or None when it has none."""
-    from selfme.motion.blocks import AntiAliasInterpolation2d, UpBlock2d
+    from selfme.motion.blocks import AntiAliasInterpolation2d, DownBlock2d, UpBlock2d
+
+    if nnpack_available():
+        if type(child) is DownBlock2d and _plain_conv(child.conv, 3) and isinstance(child.norm, nn.BatchNorm2d) \
+                and child.norm.track_running_stats and isinstance(child.pool, nn.AvgPool2d):
+            return FoldedDownBlock2d(child)
+        if _plain_conv(child, 7):
+            return FastConv2d(child)
 
     conv = getattr(child, "conv", None)
     if type(child) is UpBlock2d and isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) \
