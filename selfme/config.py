@@ -128,7 +128,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in (a for a in args if a is not type(None)):
+        candidates = [a for a in args if a is not type(None)]
+        if len(candidates) == 1 and (dataclasses.is_dataclass(candidates[0]) or typing.get_origin(candidates[0])):
+            return coerce(value, candidates[0], key)  # Optional[section or list]: its own message, inner key
+        for arg in candidates:
             try:
                 return coerce(value, arg, key)
             except ParamsError:
