@@ -26,6 +26,7 @@ from selfme.config import Section
 from selfme.device import resolve_device
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
+from selfme.motion.live import log_epoch, open_live
 from selfme.motion.model import MotionLearner, save_motion_model
 
 log = logging.getLogger(__name__)
@@ -77,20 +78,6 @@ def _fixed_sample(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     if epoch is not None:
         dataset.set_epoch(epoch)
     return source, target
-
-
-def _trim_live_dir(live_dir: Path, start_step: int) -> None:
-    """Drop dvclive rows at or after ``start_step`` (a resumed run rewrites them)."""
-    for tsv in (live_dir / "plots" / "metrics").rglob("*.tsv"):
-        lines = tsv.read_text(encoding="utf-8").splitlines()
-        if not lines:
-            continue
-        header, rows = lines[0], lines[1:]
-        step_col = header.split("\t").index("step") if "step" in header.split("\t") else None
-        if step_col is None:
-            continue
-        kept = [r for r in rows if int(r.split("\t")[step_col]) < start_step]
-        tsv.write_text("\n".join([header, *kept]) + "\n", encoding="utf-8")
 
 
 TIMING_KEYS = ("seconds", "images_per_second")
@@ -168,21 +155,6 @@ def save_checkpoint(run: _Run, epoch: int) -> None:
         "loss_rng": rngs, "history": run.history}, hash_payload=run.hash_payload)
 
 
-def _open_live(live_dir: str | os.PathLike | None, run: _Run):
-    """dvclive on rank 0 (rows from a resumed epoch on dropped first), or None."""
-    if run.rank != 0 or live_dir is None:
-        return None
-    from dvclive import Live
-
-    live_dir = Path(live_dir)
-    if run.start_epoch > 0 and live_dir.is_dir():
-        _trim_live_dir(live_dir, run.start_epoch)
-    live = Live(str(live_dir), resume=run.start_epoch > 0, dvcyaml=False, save_dvc_exp=False)
-    live.step = run.start_epoch
-    live.log_params({"params_hash": run.run_hash, "world_size": run.world, "device": str(run.device)})
-    return live
-
-
 def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_amp: bool,
                     desc: str, progress: bool) -> torch.Tensor:
     """One pass over ``loader``: Adam steps on the learner's loss. Returns the batch-size-weighted sums
@@ -222,20 +194,36 @@ def epoch_record(sums: torch.Tensor, *, epoch: int, lr: float, seconds: float) -
             "seconds": seconds, "images_per_second": float(sums[6]) / max(seconds, 1e-9)}
 
 
-def log_epoch(live, record: Mapping[str, float], *, config: TrainConfig, model: MotionLearner,
-              sample: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> None:
-    """The epoch's row in the log and, on rank 0, in dvclive (plus a sample PNG every ``image_every``)."""
-    epoch = int(record["epoch"])
-    log.info("epoch %d/%d: %s", epoch, config.epochs,
-             ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
-    if live is None:
-        return
-    for key, value in record.items():
-        if key != "epoch":
-            live.log_metric(key.replace("val_", "val/") if key.startswith("val_") else f"train/{key}", value)
-    if config.image_every and (epoch % config.image_every == 0 or epoch == config.epochs):
-        live.log_image(f"sample_epoch{epoch:04d}.png", sample_image(model, *sample, device=device))
-    live.next_step()
+def _start_run(model: MotionLearner, config: TrainConfig, *, device: torch.device, rank: int, world: int,
+               checkpoint_dir: str | os.PathLike, hash_payload: Mapping[str, Any] | None) -> _Run:
+    """Seeds, the learner on its device, Adam and MultiStepLR, then the checkpoint of the run resumed."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    loss_rng = torch.Generator().manual_seed(config.seed * 1000 + 17 + rank)
+    model.to(device)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # shares the Parameter objects
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.lr, betas=config.betas)
+    run = _Run(model=model, optimizer=optimizer, loss_rng=loss_rng, device=device, rank=rank, world=world,
+               scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones),
+                                                              gamma=config.lr_decay),
+               run_hash=params_hash(hash_payload or {}), checkpoint_dir=Path(checkpoint_dir),
+               hash_payload=hash_payload)
+    resume(run, config)
+    return run
+
+
+def _epoch_loader(dataset: Dataset, config: TrainConfig, run: _Run, epoch: int) -> DataLoader:
+    """This rank's share of the epoch: indices rank, rank + world, ... in order, the tail dropped so every
+    rank gets as many (the dataset itself permutes per epoch; one process: 0, 1, 2, ...)."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    sampler = DistributedSampler(dataset, num_replicas=run.world, rank=run.rank, shuffle=False, drop_last=True)
+    return DataLoader(dataset, batch_size=config.batch_size // run.world, sampler=sampler,
+                      num_workers=config.num_workers, worker_init_fn=seed_worker, drop_last=True,
+                      generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+                      pin_memory=run.device.type == "cuda")
 
 
 def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig, out_path: str | os.PathLike,
@@ -251,51 +239,34 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
     """
     rank, world, local_rank = _distributed()
     device = _place(device, local_rank)
-    use_amp = config.amp and device.type == "cuda"
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    random.seed(config.seed)
-    loss_rng = torch.Generator().manual_seed(config.seed * 1000 + 17 + rank)
-    model.to(device)
-    if world > 1 and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # shares the Parameter objects
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=config.lr, betas=config.betas)
-    run = _Run(model=model, optimizer=optimizer, loss_rng=loss_rng, device=device, rank=rank, world=world,
-               scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones),
-                                                              gamma=config.lr_decay),
-               run_hash=params_hash(hash_payload or {}), checkpoint_dir=Path(checkpoint_dir),
-               hash_payload=hash_payload)
-    resume(run, config)
+    run = _start_run(model, config, device=device, rank=rank, world=world, checkpoint_dir=checkpoint_dir,
+                     hash_payload=hash_payload)
+    model = run.model
     net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    live = _open_live(live_dir, run)
+    live = open_live(live_dir, rank=rank, start_epoch=run.start_epoch,
+                     params={"params_hash": run.run_hash, "world_size": world, "device": str(device)})
     sample = _fixed_sample(val_dataset if val_dataset is not None else dataset)
-    per_rank = config.batch_size // world
     for epoch in range(run.start_epoch, config.epochs):
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        # indices rank, rank + world, ... in order, the tail dropped so every rank gets as many (the dataset
-        # itself permutes per epoch; one process: 0, 1, 2, ...)
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
-        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler,
-                            num_workers=config.num_workers, worker_init_fn=seed_worker, drop_last=True,
-                            generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
-                            pin_memory=device.type == "cuda")
+        loader = _epoch_loader(dataset, config, run, epoch)
         tic = time.perf_counter()
-        sums = train_one_epoch(net, loader, run, use_amp=use_amp, desc=f"epoch {epoch + 1}/{config.epochs}",
-                               progress=progress)
+        sums = train_one_epoch(net, loader, run, use_amp=config.amp and device.type == "cuda",
+                               desc=f"epoch {epoch + 1}/{config.epochs}", progress=progress)
         if world > 1:
             dist.all_reduce(sums)
-        record = epoch_record(sums, epoch=epoch, lr=optimizer.param_groups[0]["lr"],
+        record = epoch_record(sums, epoch=epoch, lr=run.optimizer.param_groups[0]["lr"],
                               seconds=time.perf_counter() - tic)
         run.scheduler.step()
         if val_dataset is not None and rank == 0:
-            val = evaluate_reconstruction(model, val_dataset, device=device, batch_size=per_rank)
+            val = evaluate_reconstruction(model, val_dataset, device=device, batch_size=loader.batch_size)
             record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
         run.history.append(record)
-        log_epoch(live, record, config=config, model=model, sample=sample, device=device)
+        log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                 ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+        log_epoch(live, record, epochs=config.epochs, image_every=config.image_every,
+                  sample=lambda: sample_image(model, *sample, device=device))
         if epoch + 1 == config.epochs or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
             save_checkpoint(run, epoch + 1)
     if live is not None:
