@@ -31,6 +31,66 @@ from selfme.io import atomic_dir, read_image, write_image, write_json
 log = logging.getLogger(__name__)
 
 
+def _truth_jobs(manifest, manifest_path, held: set[str], max_clips: int) -> tuple[list[dict], list[bool]]:
+    """The clips with a ground truth (held-out ones first: they are the ones plotted), at most
+    ``max_clips`` of them, and which of them are held out."""
+    jobs = [j for j in clip_jobs(manifest, manifest_path, Path(".")) if j["truth"] is not None]
+    name_of = [f"{j['row']['subject']}/{j['row']['clip']}" for j in jobs]
+    missing = held - set(name_of)
+    if missing:
+        raise ValueError(f"held-out clips without a ground truth in {manifest_path}: {sorted(missing)[:5]}")
+    if held:
+        jobs = [j for n, j in zip(name_of, jobs) if n in held] + [j for n, j in zip(name_of, jobs) if n not in held]
+    if max_clips > 0:
+        jobs = jobs[:max_clips]
+    if not jobs:
+        raise ValueError(f"no clip of {manifest_path} has a ground-truth motion (column ground_truth)")
+    return jobs, [f"{j['row']['subject']}/{j['row']['clip']}" in held for j in jobs]
+
+
+def _run_variant(name: str, config: ExtractConfig, engine: MotionEngine, frames, truths, masks, *,
+                 plot_clips: int, progress: bool) -> tuple[list[dict], list[float], list[tuple], list[np.ndarray]]:
+    """(per-clip quality, seconds per pair, (folding before, after) scaling and squaring, the flows at
+    gamma 1 of the first ``plot_clips`` clips) of one variant over every clip."""
+    per_clip, seconds, folds, shown = [], [], [], []
+    starts = range(0, len(frames), config.batch_size)
+    for start in tqdm(starts, desc=f"evaluate {name}", unit="batch", disable=not progress):
+        batch = frames[start:start + config.batch_size]
+        results = engine.compute([a for a, _ in batch], [b for _, b in batch], with_gamma1=True)
+        for k, result in enumerate(results):
+            i = start + k
+            per_clip.append(clip_quality(result.flow, truths[i], masks[i], gamma=config.applied_gamma,
+                                         flow_gamma1=result.flow_gamma1))
+            seconds.append(result.seconds)
+            folds.append((result.folding_raw, result.folding))
+            if i < plot_clips:
+                at_one = result.flow_gamma1
+                shown.append(result.flow / config.applied_gamma if at_one is None else at_one)
+    return per_clip, seconds, folds, shown
+
+
+def _variant_figures(config: ExtractConfig, per_clip: list[dict], folds: list[tuple], is_held: list[bool], *,
+                     with_held: bool) -> dict[str, Any]:
+    """A variant's metrics: mean EPE per region (and over the held-out clips), folding before and after
+    scaling and squaring."""
+    figures = {"method": config.method, "gamma": config.applied_gamma, "epe": _mean_epe(per_clip, zero=False)}
+    if with_held:
+        figures["epe_held_out"] = _mean_epe([q for q, h in zip(per_clip, is_held) if h], zero=False)
+    return {**figures, "folding_before_ss": round(float(np.mean([f[0] for f in folds])), 6),
+            "folding_after_ss": round(float(np.mean([f[1] for f in folds])), 6),
+            "clips_folding_before_ss": int(sum(f[0] > 0 for f in folds)),
+            "clips_folding_after_ss": int(sum(f[1] > 0 for f in folds))}
+
+
+def _write_plots(plots_dir: str | os.PathLike, jobs: list[dict], frames, truths,
+                 shown: Mapping[str, list[np.ndarray]], plot_clips: int) -> None:
+    with atomic_dir(plots_dir) as tmp:
+        for i, job in enumerate(jobs[:plot_clips]):
+            panels = [("onset", frames[i][0]), ("ground truth", truths[i])]
+            panels += [(name, flows[i]) for name, flows in shown.items() if i < len(flows)]
+            write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png", motion_figure(panels))
+
+
 def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Mapping[str, Any]], *,
                      extract: Mapping[str, Any] | None = None, model_path: str | os.PathLike | None = None,
                      learner=None, metrics_path: str | os.PathLike | None = None,
@@ -43,19 +103,8 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
     all but the timing (time per pair and device differ between identical runs), ``timing_path`` that.
     """
     manifest = read_manifest(manifest_path)
-    jobs = [j for j in clip_jobs(manifest, manifest_path, Path(".")) if j["truth"] is not None]
     held = set(held_out or ())
-    name_of = [f"{j['row']['subject']}/{j['row']['clip']}" for j in jobs]
-    missing = held - set(name_of)
-    if missing:
-        raise ValueError(f"held-out clips without a ground truth in {manifest_path}: {sorted(missing)[:5]}")
-    if held:  # held-out clips first: they are the ones plotted
-        jobs = [j for n, j in zip(name_of, jobs) if n in held] + [j for n, j in zip(name_of, jobs) if n not in held]
-    if max_clips > 0:
-        jobs = jobs[:max_clips]
-    is_held = [f"{j['row']['subject']}/{j['row']['clip']}" in held for j in jobs]
-    if not jobs:
-        raise ValueError(f"no clip of {manifest_path} has a ground-truth motion (column ground_truth)")
+    jobs, is_held = _truth_jobs(manifest, manifest_path, held, max_clips)
     frames = [(read_image(j["onset_file"]), read_image(j["apex_file"])) for j in jobs]
     truths = [np.load(j["truth"]).astype(np.float32) for j in jobs]
     masks = [regions(t, j["row"]) for t, j in zip(truths, jobs)]
@@ -66,38 +115,17 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
         config = ExtractConfig.from_mapping(extract, **dict(overrides))
         engine = MotionEngine(config, model_path=model_path if config.method == "selfme" else None,
                               learner=learner if config.method == "selfme" else None)
-        per_clip, seconds, folds = [], [], []
-        starts = range(0, len(jobs), config.batch_size)
-        for start in tqdm(starts, desc=f"evaluate {name}", unit="batch", disable=not progress):
-            batch = frames[start:start + config.batch_size]
-            results = engine.compute([a for a, _ in batch], [b for _, b in batch], with_gamma1=True)
-            for k, result in enumerate(results):
-                i = start + k
-                per_clip.append(clip_quality(result.flow, truths[i], masks[i], gamma=config.applied_gamma,
-                                             flow_gamma1=result.flow_gamma1))
-                seconds.append(result.seconds)
-                folds.append((result.folding_raw, result.folding))
-                if i < plot_clips:
-                    at_one = result.flow_gamma1
-                    shown.setdefault(name, []).append(result.flow / config.applied_gamma if at_one is None
-                                                      else at_one)
-        figures = _mean_epe(per_clip, zero=False)
-        out["variants"][name] = {
-            "method": config.method, "gamma": config.applied_gamma,
-            "epe": figures,
-            **({"epe_held_out": _mean_epe([q for q, h in zip(per_clip, is_held) if h], zero=False)}
-               if held else {}),
-            "folding_before_ss": round(float(np.mean([f[0] for f in folds])), 6),
-            "folding_after_ss": round(float(np.mean([f[1] for f in folds])), 6),
-            "clips_folding_before_ss": int(sum(f[0] > 0 for f in folds)),
-            "clips_folding_after_ss": int(sum(f[1] > 0 for f in folds))}
+        per_clip, seconds, folds, flows = _run_variant(name, config, engine, frames, truths, masks,
+                                                       plot_clips=plot_clips, progress=progress)
+        if flows:
+            shown[name] = flows
+        figures = out["variants"][name] = _variant_figures(config, per_clip, folds, is_held, with_held=bool(held))
         timing[name] = {"seconds_per_pair": round(float(np.mean(seconds)), 5),
                         "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3),
                         "device": str(engine.device)}
         log.info("%s: EPE all %.4f face %s expression %s px, folding %.4f -> %.4f, %.1f pairs/s", name,
-                 figures.get("all", float("nan")), figures.get("face"), figures.get("expression"),
-                 out["variants"][name]["folding_before_ss"], out["variants"][name]["folding_after_ss"],
-                 timing[name]["pairs_per_second"])
+                 figures["epe"].get("all", float("nan")), figures["epe"].get("face"), figures["epe"].get("expression"),
+                 figures["folding_before_ss"], figures["folding_after_ss"], timing[name]["pairs_per_second"])
     zero = [clip_quality(np.zeros_like(t), t, m, gamma=1.0, flow_gamma1=None) for t, m in zip(truths, masks)]
     out["zero_motion_epe"] = _mean_epe(zero, zero=True)
     if held:
@@ -108,11 +136,7 @@ def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Ma
     if timing_path is not None:
         write_json(timing_path, {"dataset": out["dataset"], "variants": timing})
     if plots_dir is not None:
-        with atomic_dir(plots_dir) as tmp:
-            for i, job in enumerate(jobs[:plot_clips]):
-                panels = [("onset", frames[i][0]), ("ground truth", truths[i])]
-                panels += [(name, flows[i]) for name, flows in shown.items() if i < len(flows)]
-                write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png", motion_figure(panels))
+        _write_plots(plots_dir, jobs, frames, truths, shown, plot_clips)
     return {**out, "timing": timing}
 
 
