@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 from selfme.config import Section, as_dict, check_keys, from_mapping
-from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, FARNEBACK_DEFAULTS
+from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, FARNEBACK_DEFAULTS, DisParams, FarnebackParams
 from selfme.flow.tvl1 import TVL1Params
 
 METHODS = ("selfme",) + CLASSICAL_METHODS
@@ -15,26 +15,6 @@ SOURCE_FRAMES = ("onset", "apex")
 FORMAT = "selfme-motion/1"
 CONVENTION = ("forward (OpenCV) flow onset -> apex in pixels of the crop: onset(x) ~= apex(x + F(x)); "
               "[..., 0] = dx, [..., 1] = dy")
-
-
-@dataclass(frozen=True, kw_only=True)
-class FarnebackParams:
-    """``extract.farneback``: cv2.calcOpticalFlowFarneback's arguments (its defaults)."""
-
-    pyr_scale: float = 0.5
-    levels: int = 3
-    winsize: int = 15
-    iterations: int = 3
-    poly_n: int = 5
-    poly_sigma: float = 1.2
-    flags: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class DisParams:
-    """``extract.dis``: the DIS preset."""
-
-    preset: Literal["ultrafast", "fast", "medium"] = "medium"
 
 
 def _given(cls: type, values: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:

@@ -7,20 +7,43 @@ missing keys take the defaults below (Farneback: the values MER toolkits use wit
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
 
 import cv2
 import numpy as np
 import torch
 
+from selfme.config import as_dict, from_mapping
 from selfme.flow.tvl1 import TVL1Params, tvl1_flow
 
 CLASSICAL_METHODS = ("tvl1", "farneback", "dis")
-FARNEBACK_DEFAULTS: dict[str, Any] = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5,
-                                      "poly_sigma": 1.2, "flags": 0}
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-DIS_DEFAULTS: dict[str, Any] = {"preset": "medium"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FarnebackParams:
+    """``extract.farneback``: cv2.calcOpticalFlowFarneback's arguments (the values MER toolkits use)."""
+
+    pyr_scale: float = 0.5
+    levels: int = 3
+    winsize: int = 15
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.2
+    flags: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisParams:
+    """``extract.dis``: the DIS preset (one of :data:`DIS_PRESETS`)."""
+
+    preset: Literal["ultrafast", "fast", "medium"] = "medium"
+
+
+FARNEBACK_DEFAULTS: dict[str, Any] = as_dict(FarnebackParams())
+DIS_DEFAULTS: dict[str, Any] = as_dict(DisParams())
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -32,17 +55,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
 
 
-def _checked(values: Mapping[str, Any] | None, defaults: Mapping[str, Any], name: str) -> dict[str, Any]:
-    values = dict(values or {})
-    unknown = set(values) - set(defaults)
-    if unknown:
-        raise KeyError(f"unknown {name} parameters {sorted(unknown)} (known: {sorted(defaults)})")
-    return {**defaults, **values}
+def _checked(values: Mapping[str, Any] | None, cls: type, name: str) -> dict[str, Any]:
+    """A flow's parameters over its defaults, checked (:func:`selfme.config.from_mapping`)."""
+    return as_dict(from_mapping(cls, values, prefix=name))
 
 
 def farneback_flow(i0: np.ndarray, i1: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
     """Farneback (2003) polynomial-expansion flow, I0 -> I1: float32 [H, W, 2]."""
-    p = _checked(params, FARNEBACK_DEFAULTS, "farneback")
+    p = _checked(params, FarnebackParams, "farneback")
     return cv2.calcOpticalFlowFarneback(to_gray(i0), to_gray(i1), None, float(p["pyr_scale"]), int(p["levels"]),
                                         int(p["winsize"]), int(p["iterations"]), int(p["poly_n"]),
                                         float(p["poly_sigma"]), int(p["flags"]))
@@ -50,9 +70,7 @@ def farneback_flow(i0: np.ndarray, i1: np.ndarray, params: Mapping[str, Any] | N
 
 def dis_flow(i0: np.ndarray, i1: np.ndarray, params: Mapping[str, Any] | None = None) -> np.ndarray:
     """Dense Inverse Search (Kroeger et al. 2016) flow, I0 -> I1: float32 [H, W, 2]."""
-    p = _checked(params, DIS_DEFAULTS, "dis")
-    if p["preset"] not in DIS_PRESETS:
-        raise ValueError(f"dis.preset must be one of {sorted(DIS_PRESETS)}, got {p['preset']!r}")
+    p = _checked(params, DisParams, "dis")
     dis = cv2.DISOpticalFlow_create(DIS_PRESETS[p["preset"]])
     return dis.calc(to_gray(i0), to_gray(i1), None)
 
