@@ -108,6 +108,39 @@ def _prune(out_dir: Path, keep: set[Path]) -> int:
     return removed
 
 
+def _extract_batch(engine: MotionEngine, config: ExtractConfig, jobs: list[dict], keys: list[str],
+                   sidecars: list[dict | None], positions: list[int]) -> list[float]:
+    """Compute one batch of clips, write each motion and then its sidecar (``sidecars[positions[k]]``);
+    returns the seconds per pair."""
+    onsets = [read_image(job["onset_file"]) for job in jobs]
+    apexes = [read_image(job["apex_file"]) for job in jobs]
+    shapes = {a.shape[:2] for a in onsets + apexes}
+    if len(shapes) != 1:
+        raise ValueError(f"frames of different sizes in one batch: {sorted(shapes)} (crops must share a size)")
+    results = engine.compute(onsets, apexes, with_gamma1=any(job["truth"] is not None for job in jobs))
+    for job, key, position, result in zip(jobs, keys, positions, results):
+        quality: dict[str, Any] = {
+            "folding_raw": round(result.folding_raw, 6), "folding": round(result.folding, 6),
+            "mean_magnitude": round(float(np.linalg.norm(result.flow, axis=-1).mean()), 5)}
+        if job["truth"] is not None:
+            truth = np.load(job["truth"]).astype(np.float32)
+            if truth.shape != result.flow.shape:
+                raise ValueError(f"ground truth {job['truth']} is {truth.shape}, the motion {result.flow.shape}")
+            quality.update(clip_quality(result.flow, truth, regions(truth, job["row"]),
+                                        gamma=config.applied_gamma, flow_gamma1=result.flow_gamma1))
+        write_npy(job["npy"], result.flow.astype(np.float16))
+        sidecars[position] = write_record(job["json"], _sidecar(config, engine, job, result, quality), key=key)
+    return [result.seconds for result in results]
+
+
+def _speed(seconds: list[float]) -> dict[str, float]:
+    """Mean seconds per pair and pairs per second (nothing when no pair was computed)."""
+    if not seconds:
+        return {}
+    return {"seconds_per_pair": round(float(np.mean(seconds)), 5),
+            "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3)}
+
+
 def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, *, config: ExtractConfig,
                     model_path: str | os.PathLike | None = None, learner=None,
                     metrics_path: str | os.PathLike | None = None, plots_dir: str | os.PathLike | None = None,
@@ -138,27 +171,8 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
     batches = [pending[i:i + config.batch_size] for i in range(0, len(pending), config.batch_size)]
     seconds: list[float] = []
     for batch in tqdm(batches, desc=f"extract {config.method}", unit="batch", disable=not progress):
-        onsets = [read_image(jobs[i]["onset_file"]) for i in batch]
-        apexes = [read_image(jobs[i]["apex_file"]) for i in batch]
-        shapes = {a.shape[:2] for a in onsets + apexes}
-        if len(shapes) != 1:
-            raise ValueError(f"frames of different sizes in one batch: {sorted(shapes)} (crops must share a size)")
-        any_truth = any(jobs[i]["truth"] is not None for i in batch)
-        results = engine.compute(onsets, apexes, with_gamma1=any_truth)
-        for i, result in zip(batch, results):
-            job = jobs[i]
-            seconds.append(result.seconds)
-            quality: dict[str, Any] = {
-                "folding_raw": round(result.folding_raw, 6), "folding": round(result.folding, 6),
-                "mean_magnitude": round(float(np.linalg.norm(result.flow, axis=-1).mean()), 5)}
-            if job["truth"] is not None:
-                truth = np.load(job["truth"]).astype(np.float32)
-                if truth.shape != result.flow.shape:
-                    raise ValueError(f"ground truth {job['truth']} is {truth.shape}, the motion {result.flow.shape}")
-                quality.update(clip_quality(result.flow, truth, regions(truth, job["row"]),
-                                            gamma=config.applied_gamma, flow_gamma1=result.flow_gamma1))
-            write_npy(job["npy"], result.flow.astype(np.float16))
-            sidecars[i] = write_record(job["json"], _sidecar(config, engine, job, result, quality), key=keys[i])
+        seconds += _extract_batch(engine, config, [jobs[i] for i in batch], [keys[i] for i in batch],
+                                  sidecars, batch)
     removed = _prune(out_dir, {p for job in jobs for p in (job["npy"], job["json"])})
     index = manifest.copy()
     index["motion_path"] = [job["npy"].as_posix() for job in jobs]
@@ -168,9 +182,8 @@ def extract_dataset(manifest_path: str | os.PathLike, out_dir: str | os.PathLike
     figures = {"dataset": str(manifest["dataset"].iloc[0]), **summarize([s for s in sidecars if s])}
     if metrics_path is not None:
         write_json(metrics_path, figures)  # the run's figures only: no counts that change from run to run
-    timing = {"dataset": figures["dataset"], "method": config.method, "computed": len(pending), "device": str(engine.device),
-              **({"seconds_per_pair": round(float(np.mean(seconds)), 5),
-                  "pairs_per_second": round(1.0 / max(float(np.mean(seconds)), 1e-9), 3)} if seconds else {})}
+    timing = {"dataset": figures["dataset"], "method": config.method, "computed": len(pending),
+              "device": str(engine.device), **_speed(seconds)}
     if timing_path is not None:
         write_json(timing_path, timing)
     summary = {**figures, "timing": timing, "computed": len(pending), "skipped": len(jobs) - len(pending),
