@@ -167,13 +167,12 @@ class SeparableAntiAlias(nn.Module):
 def _probe_input(block: nn.Module, reference: nn.Module) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     device = next(iter(reference.state_dict().values())).device
-    if isinstance(block, PhaseUpBlock2d):
-        channels, side = int(reference.conv.in_channels), 5
-    elif isinstance(block, (FastConv2d, FoldedDownBlock2d)):  # both paths: NNPACK's (16 x 17), F.conv2d's (the crop)
+    if isinstance(block, PhaseUpBlock2d):  # 4 x 5: the one-convolution path; its 3 x 4 crop: the tiny-map one
+        return torch.rand(1, int(reference.conv.in_channels), 4, 5, generator=generator).to(device)
+    if isinstance(block, (FastConv2d, FoldedDownBlock2d)):  # NNPACK's path at the block's own map size
         conv = reference.conv if isinstance(block, FoldedDownBlock2d) else reference
-        return torch.rand(1, int(conv.in_channels), 16, 17, generator=generator).to(device)  # wide layers: 1 map
-    else:
-        channels, side = int(reference.groups), 4 * int(reference.int_inv_scale) + 3
+        return torch.rand(1, int(conv.in_channels), *block.map_size, generator=generator).to(device)
+    channels, side = int(reference.groups), 4 * int(reference.int_inv_scale) + 3
     return torch.rand(2, channels, side, side + 1, generator=generator).to(device)
 
 
@@ -198,16 +197,48 @@ def _plain_conv(conv: nn.Module, kernel: int) -> bool:
         and conv.padding[0] == conv.padding[1] and isinstance(conv.padding[0], int)
 
 
-def _rewrite(child: nn.Module) -> nn.Module | None:
-    """The inference form of one module, or None when it has none."""
+def _map_sizes(learner: nn.Module) -> dict[int, tuple[int, int]]:
+    """Input map size (h, w) of every ``DownBlock2d`` and 7 x 7 convolution that ``estimate_motion`` runs,
+    by module id, from one batch-1 call at the learner's image size (empty without NNPACK)."""
+    from selfme.motion.blocks import DownBlock2d
+
+    config = getattr(learner, "config", None) or {}
+    if not nnpack_available() or not config.get("image_size") or not hasattr(learner, "estimate_motion"):
+        return {}
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        sizes.setdefault(id(module), tuple(args[0].shape[-2:]))
+
+    hooks = [m.register_forward_pre_hook(record) for m in learner.modules()
+             if type(m) is DownBlock2d or _plain_conv(m, 7)]
+    try:
+        side = int(config["image_size"])
+        device = next(iter(learner.state_dict().values())).device
+        frame = torch.zeros(1, int(config.get("num_channels", 3)), side, side, device=device)
+        with torch.no_grad():
+            learner.estimate_motion(frame, frame)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+def _rewrite(child: nn.Module, map_size: tuple[int, int] | None = None) -> nn.Module | None:
+    """The inference form of one module, or None when it has none (``map_size``: its input's, if known)."""
     from selfme.motion.blocks import AntiAliasInterpolation2d, DownBlock2d, UpBlock2d
 
-    if nnpack_available():
+    if map_size is not None:  # NNPACK's blocks, where extraction runs them on maps it is faster for
+        new = None
         if type(child) is DownBlock2d and _plain_conv(child.conv, 3) and isinstance(child.norm, nn.BatchNorm2d) \
-                and child.norm.track_running_stats and isinstance(child.pool, nn.AvgPool2d):
-            return FoldedDownBlock2d(child)
-        if _plain_conv(child, 7):
-            return FastConv2d(child)
+                and child.norm.track_running_stats and isinstance(child.pool, nn.AvgPool2d) \
+                and map_size[0] * map_size[1] >= NNPACK_MIN_PIXELS_3X3:
+            new = FoldedDownBlock2d(child)
+        elif _plain_conv(child, 7):
+            new = FastConv2d(child)
+        if new is not None:
+            new.map_size = map_size
+        return new
 
     conv = getattr(child, "conv", None)
     if type(child) is UpBlock2d and isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) \
@@ -230,12 +261,13 @@ def inference_learner(learner: nn.Module) -> nn.Module:
     if not any(isinstance(m, DenseMotionNetwork) or _rewrite(m) is not None for m in learner.modules()):
         return learner
     fast = copy.deepcopy(learner).eval()
+    sizes = _map_sizes(fast)
     replaced = kept = 0
     for module in list(fast.modules()):
         if isinstance(module, DenseMotionNetwork) and module.occlusion is not None:
             module.occlusion = None
         for name, child in list(module.named_children()):
-            new = _rewrite(child)
+            new = _rewrite(child, sizes.get(id(child)))
             if new is None:
                 continue
             if _agrees(new, child):
