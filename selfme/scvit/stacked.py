@@ -117,6 +117,26 @@ def _batch(x: torch.Tensor, y: torch.Tensor, parts: list[torch.Tensor], generato
     return xb, yb, valid
 
 
+def _initial_models(seeds: Sequence[int], *, model_config: SCViTConfig, num_classes: int, in_chans: int,
+                    device: torch.device) -> list[nn.Module]:
+    """One freshly initialised model per seed (torch seeded with it first, as train_fold), checked stackable."""
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # initialisation, as train_fold
+        models.append(create_scvit(model_config, num_classes=num_classes, in_chans=in_chans)[0].to(device))
+    _check_stackable(model_config, models)
+    return models
+
+
+def _append_histories(histories: list[list[dict[str, float]]], sums: torch.Tensor, train: Sequence[torch.Tensor],
+                      *, epoch: int, lr: float) -> None:
+    """Each fold's epoch row: loss, CE, SC and accuracy summed over its samples, divided by their count."""
+    for f, t in enumerate(train):
+        loss_f, ce_f, sc_f, correct_f = (float(v) / len(t) for v in sums[f])
+        histories[f].append({"epoch": epoch + 1, "lr": lr, "loss": loss_f, "ce": ce_f, "sc": sc_f,
+                             "train_acc": correct_f})
+
+
 def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.Tensor], seeds: Sequence[int], *,
                         model_config: SCViTConfig, config: LosoConfig, num_classes: int, device: torch.device,
                         negate: tuple[int, ...] = ()) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
@@ -125,11 +145,8 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
     steps = {steps_per_epoch(len(t), config.batch_size) for t in train}
     if len(steps) != 1:
         raise ValueError(f"stacked folds need equal steps per epoch, got {sorted(steps)}")
-    models = []
-    for seed in seeds:
-        torch.manual_seed(seed)  # initialisation, as train_fold
-        models.append(create_scvit(model_config, num_classes=num_classes, in_chans=int(x.shape[1]))[0].to(device))
-    _check_stackable(model_config, models)
+    models = _initial_models(seeds, model_config=model_config, num_classes=num_classes, in_chans=int(x.shape[1]),
+                             device=device)
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     omega = model_config.omega
@@ -168,11 +185,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
             correct = ((logits.argmax(2) == yb) & valid).sum(1).double().cpu()
             sums += torch.stack([loss.detach().double().cpu() * n, ce.detach().double().cpu() * n,
                                  sc.detach().double().cpu() * n, correct], dim=1)
-        lr = optimizer.param_groups[0]["lr"]
-        for f, t in enumerate(train):
-            loss_f, ce_f, sc_f, correct_f = (float(v) / len(t) for v in sums[f])
-            histories[f].append({"epoch": epoch + 1, "lr": lr, "loss": loss_f, "ce": ce_f, "sc": sc_f,
-                                 "train_acc": correct_f})
+        _append_histories(histories, sums, train, epoch=epoch, lr=optimizer.param_groups[0]["lr"])
         scheduler.step()
     for f, model in enumerate(models):
         model.load_state_dict({**{k: v[f].detach() for k, v in params.items()},
