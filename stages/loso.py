@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from selfme.datasets.config import PrepareConfig
 from selfme.io import write_json
 from selfme.log import setup_logging
 from selfme.scvit.cli import loso, pipeline_samples, print_result
+from selfme.scvit.factory import SCViTConfig
+from selfme.scvit.train import LosoConfig
 from selfme.scvit.loso import timing_report
 from stages._params import guarded, load_params
 
@@ -38,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("scvit", "loso", "prepare")
-    protocol = params["loso"].get("protocol", "per_dataset")
+    SCViTConfig.from_mapping(params["scvit"])  # bad keys and values: one line before any data is read
+    protocol = LosoConfig.from_mapping(params["loso"]).protocol
     datasets = list(load_params("datasets")["datasets"]) if protocol == "composite" else [args.dataset]
-    classes = params["prepare"].get("protocol", "megc3")
+    classes = PrepareConfig.from_mapping(params["prepare"]).protocol
     try:
         samples = pipeline_samples(dataset=args.dataset, motions=args.motions, datasets=datasets, protocol=protocol,
                                    labels=args.labels, classes=classes)
