@@ -84,6 +84,16 @@ def write_csv(path: str | os.PathLike, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically, through a file handle: torch names the zip's records after the file it
+    is given (here a random temporary name), a handle gets the fixed ``archive/``, so the same object
+    always gives the same bytes (and the same DVC hash on every clone)."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

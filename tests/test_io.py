@@ -30,3 +30,16 @@ def test_failed_writes_leave_nothing(tmp_path):
             (tmp / "img1.jpg").write_bytes(b"x")
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_torch_files_are_byte_identical_whatever_the_temporary_name(tmp_path):
+    import torch
+
+    from selfme.io import write_torch
+
+    obj = {"w": torch.arange(6.0).reshape(2, 3), "meta": {"epochs": [1, 2]}}
+    write_torch(tmp_path / "a.pt", obj)
+    write_torch(tmp_path / "b" / "model.pt", obj)  # another name, another folder: other temporary names
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], obj["w"])
+    assert not [p for p in tmp_path.rglob("*.tmp")]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from selfme.cache import payload_key
-from selfme.io import atomic_path, write_json
+from selfme.io import write_json, write_torch
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def write_checkpoint(folder: str | os.PathLike, payload: Mapping[str, Any], *,
     """Write ``folder/last.pt`` atomically (plus a readable params.json describing the hash)."""
     folder = Path(folder)
     path = folder / CHECKPOINT_NAME
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    write_torch(path, {"format": CHECKPOINT_FORMAT, **payload})
     write_json(folder / "params.json", {"params_hash": payload.get("params_hash"), "epoch": payload.get("epoch"),
                                         "payload": json.loads(json.dumps(hash_payload or {}, default=str))})
     return path

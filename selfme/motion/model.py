@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from selfme.config import ParamsError, as_dict, from_mapping
-from selfme.io import atomic_path
+from selfme.io import write_torch
 from selfme.motion.config import LossConfig, MotionConfig
 from selfme.motion.generator import OcclusionAwareGenerator
 from selfme.motion.keypoint_detector import KPDetector
@@ -152,8 +152,7 @@ def save_motion_model(path: str | os.PathLike, model: MotionLearner, *, meta: Ma
     """Write the stage output atomically: state dicts (CPU tensors), architecture config and metadata."""
     state = {k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in model.networks_state_dict().items()}
     payload = {"format": MODEL_FORMAT, "config": model.config, "meta": dict(meta or {}), **state}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_torch(path, payload)
 
 
 def load_motion_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> MotionLearner:

@@ -23,7 +23,7 @@ import torch
 from selfme import __version__
 from selfme.extract.config import ExtractConfig
 from selfme.face.config import CropConfig
-from selfme.io import atomic_path
+from selfme.io import write_torch
 from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.model import SCViT
 
@@ -88,8 +88,7 @@ def make_bundle(*, dataset: str, protocol: str, class_names: list[str] | tuple[s
 def save_bundle(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write the bundle atomically (a reader never sees a half-written file)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload), tmp)
+    write_torch(path, dict(payload))
     return path
 
 
