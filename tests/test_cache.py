@@ -174,3 +174,21 @@ def test_loso_folds_rerun_after_an_edit_of_a_copy_of_their_scoring_code_only(tmp
     with open(copy / "selfme" / "metrics" / "scores.py", "a", encoding="utf-8") as fh:
         fh.write("\n# edited\n")
     assert len(run(samples, out, loso=loso).ran) == 2
+
+
+def test_a_truncated_or_non_finite_motion_checkpoint_is_not_resumed(tmp_path, caplog):
+    import torch
+
+    from selfme.motion.checkpoint import CHECKPOINT_NAME, params_hash, read_checkpoint, write_checkpoint
+
+    run_hash = params_hash({"lr": 1})
+    networks = {"generator": {"w": torch.ones(3)}, "kp_detector": {"b": torch.zeros(2)}}
+    write_checkpoint(tmp_path, {"params_hash": run_hash, "epoch": 1, "networks": networks})
+    assert read_checkpoint(tmp_path, run_hash)["epoch"] == 1
+    assert read_checkpoint(tmp_path, params_hash({"lr": 2})) is None          # another run's key
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(path.read_bytes()[:100])                                  # truncated
+    assert read_checkpoint(tmp_path, run_hash) is None and str(path) in caplog.text
+    networks["generator"]["w"][1] = float("nan")                               # corrupted weights
+    write_checkpoint(tmp_path, {"params_hash": run_hash, "epoch": 1, "networks": networks})
+    assert read_checkpoint(tmp_path, run_hash) is None and "generator.w" in caplog.text

@@ -10,8 +10,9 @@ Output folder (``data/motion/<method>/<dataset>/``):
 * ``index.csv``: the manifest rows plus ``motion_path``, ``motion_method``, ``motion_gamma``.
 
 A clip whose sidecar carries the same key (``selfme.cache``: parameters, torch threads, source, model and
-ground-truth checksums, and the digest of the extraction code) is skipped; files of clips no longer in the manifest are removed. The npy is written before its sidecar, both
-atomically, so an interrupted run leaves no clip that a rerun would trust.
+ground-truth checksums, and the digest of the extraction code) is skipped; files of clips no longer in
+the manifest are removed. The npy is written before its sidecar, both atomically, so an interrupted run
+leaves no clip that a rerun would trust.
 """
 
 from __future__ import annotations

@@ -45,8 +45,10 @@ class LosoConfig(Section):
     protocol: ``per_dataset`` (a fold trains on the other subjects of its own dataset) or
         ``composite`` (MEGC2019: every dataset of the run pooled, one fold per (dataset, subject)).
     Execution only (they do not change what a fold computes, so they do not key its results):
-    workers (parallel fold processes), device (auto | cpu | cuda | cuda:N), threads (torch threads
-    per worker, 1 by default; 0: cores / workers), live (dvclive training curves per fold).
+    workers (parallel fold processes), device (auto | cpu | cuda | cuda:N), live (dvclive training
+    curves per fold). threads (torch threads per worker, 1 by default; 0: cores / workers) is left
+    out of ``result_key`` too, but the count a run trains with keys it (``selfme.scvit.folds.fold_key``:
+    float sums follow the threads).
     stack_folds: train up to this many folds at once as one stacked model (``selfme.scvit.stacked``;
         1: one at a time). The same computation in exact arithmetic, but float rounding differs and
         grows over a long schedule as a different seed would, so it keys the results.
