@@ -43,7 +43,8 @@ from selfme.scvit.inputs import HORIZONTAL
 from selfme.scvit.screening import no_exclusions
 from selfme.scvit.sources import Samples, build_inputs
 from selfme.device import resolve_device
-from selfme.scvit.train import LosoConfig, deterministic, predict, train_fold
+from selfme.scvit.stacked import ensemble_of
+from selfme.scvit.train import LosoConfig, deterministic, member_seed, predict, train_fold
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,12 @@ def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: 
     x, y = data["x"], data["y"]
     train_idx = torch.as_tensor(fold.train)
     with deterministic():
-        model, history = train_fold(x[train_idx], y[train_idx], model_config=model_config, config=config,
-                                    num_classes=num_classes, seed=run_seed(run.seed, fold), device=device,
-                                    negate=negate, live_dir=folder / "live" / fold.subject if config.live else None,
-                                    progress=progress)
+        members = [train_fold(x[train_idx], y[train_idx], model_config=model_config, config=config,
+                              num_classes=num_classes, seed=run_seed(member_seed(run.seed, k, config.ensemble), fold),
+                              device=device, negate=negate, progress=progress,
+                              live_dir=folder / "live" / fold.subject if config.live and k == 0 else None)
+                   for k in range(config.ensemble)]  # loso.ensemble: K seeds, mean softmax
+        model, history = ensemble_of(members)
     return finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes, device=device,
                        seconds=time.perf_counter() - start)
 

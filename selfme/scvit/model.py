@@ -30,6 +30,22 @@ class Features(NamedTuple):
     patches: torch.Tensor   # [B, N, D] x_p E, after the patch projection, before E_pos
 
 
+class SoftmaxEnsemble(nn.Module):
+    """K trained models as one (``loso.ensemble``): the class probabilities are the mean of the members'
+    softmax, p = (1/K) sum_k softmax(f_k(x)). ``forward`` returns log p, so a softmax of its output (as
+    ``selfme.scvit.train.predict`` takes) gives p back exactly (p sums to 1)."""
+
+    def __init__(self, *, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp(min=torch.finfo(probs.dtype).tiny))
+
+
 class MLPHead(nn.Sequential):
     """Eq. 15's MLP with one hidden layer: Linear(D, hidden), tanh, Linear(hidden, C)."""
 

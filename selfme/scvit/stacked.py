@@ -31,8 +31,21 @@ from torch.nn import functional as F
 from selfme.scvit.augment import augment
 from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.losses import _EXCLUDED
+from selfme.scvit.model import SoftmaxEnsemble
 from selfme.scvit.regions import QUADRANTS, positive_region_pairs
-from selfme.scvit.train import LosoConfig, class_weights
+from selfme.scvit.train import LosoConfig, class_weights, member_seed
+
+
+def ensemble_of(members: Sequence[tuple[nn.Module, list[dict[str, float]]]]
+                ) -> tuple[nn.Module, list[dict[str, float]]]:
+    """One run's (model, history) from its ``loso.ensemble`` members' (model, history): a single member
+    as it is; several as a ``SoftmaxEnsemble`` (mean softmax) with the per-epoch mean of their histories."""
+    if len(members) == 1:
+        return members[0]
+    histories = [h for _, h in members]
+    history = [{k: (row[k] if k in ("epoch", "lr") else sum(h[e][k] for h in histories) / len(histories))
+                for k in row} for e, row in enumerate(histories[0])]
+    return SoftmaxEnsemble(members=[m for m, _ in members]), history
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -212,12 +225,15 @@ def run_folds_stacked(data: Mapping[str, Any], runs: Sequence[Any], *, out: Path
     for group in groups.values():
         for i in range(0, len(group), config.stack_folds):
             stack = group[i:i + config.stack_folds]
+            k = config.ensemble  # every run's members train side by side in the stack
             start = time.perf_counter()
             with deterministic():
                 models, histories = train_folds_stacked(
-                    x, y, [torch.as_tensor(r.fold.train) for r in stack], [run_seed(r.seed, r.fold) for r in stack],
+                    x, y, [torch.as_tensor(r.fold.train) for r in stack for _ in range(k)],
+                    [run_seed(member_seed(r.seed, m, k), r.fold) for r in stack for m in range(k)],
                     model_config=model_config, config=config, num_classes=num_classes, device=device, negate=negate)
             seconds = (time.perf_counter() - start) / len(stack)
-            for run, model, history in zip(stack, models, histories):
+            for j, run in enumerate(stack):
+                model, history = ensemble_of(list(zip(models[j * k:(j + 1) * k], histories[j * k:(j + 1) * k])))
                 yield run, finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes,
                                        device=device, seconds=seconds)

@@ -49,6 +49,9 @@ class LosoConfig(Section):
     curves per fold). threads (torch threads per worker, 1 by default; 0: cores / workers) is left
     out of ``result_key`` too, but the count a run trains with keys it (``selfme.scvit.folds.fold_key``:
     float sums follow the threads).
+    ensemble: models trained per run (1: one), each as the single run of its own base seed
+        (``member_seed``: seed * K + k), predicting the mean of their softmax (a seed ensemble,
+        ``selfme.scvit.model.SoftmaxEnsemble``). K members cost K trainings.
     stack_folds: train up to this many folds at once as one stacked model (``selfme.scvit.stacked``;
         1: one at a time). The same computation in exact arithmetic, but float rounding differs and
         grows over a long schedule as a different seed would, so it keys the results.
@@ -75,6 +78,7 @@ class LosoConfig(Section):
     threads: int = 1
     live: bool = False
     stack_folds: int = 1
+    ensemble: int = 1
     resident: bool = False
     sync: str = "step"
     amp: str = "none"
@@ -93,6 +97,8 @@ class LosoConfig(Section):
                              f"(got {self.shift_px}, {self.label_smoothing})")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if self.ensemble < 1:
+            raise ValueError(f"loso.ensemble is the number of models per run (>= 1), got {self.ensemble}")
         if self.workers < 1 or self.stack_folds < 1:
             raise ValueError(f"loso.workers and loso.stack_folds must be >= 1, got {self.workers}, {self.stack_folds}")
         if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, (list, tuple)) or not self.seeds:
@@ -112,7 +118,15 @@ class LosoConfig(Section):
         """The settings that change a fold's predictions (``seeds`` aside: each run keys its own seed; the
         fast settings only where they are not their defaults, so the plain path keeps its keys)."""
         return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"
-                and not (k in NUMERIC_DEFAULTS and v == NUMERIC_DEFAULTS[k])}
+                and not (k in NUMERIC_DEFAULTS and v == NUMERIC_DEFAULTS[k])
+                and not (k == "ensemble" and v == 1)}
+
+
+def member_seed(seed: int, member: int, ensemble: int) -> int:
+    """The base seed of member ``member`` of a run with base seed ``seed`` in a ``loso.ensemble`` of
+    ``ensemble``: seed * ensemble + member, so the ensemble of seeds [0] is the three single runs of
+    seeds [0, 1, 2] averaged, seeds [0, 1, 2] give disjoint member sets, and an ensemble of 1 is seed."""
+    return int(seed) * int(ensemble) + int(member)
 
 
 def fold_seed(seed: int, subject: str) -> int:
