@@ -183,6 +183,14 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, prefix: str
         raise ParamsError(message) from exc
 
 
+def check_rules(rules: typing.Iterable[tuple[bool, str]]) -> None:
+    """A class's own checks: raise ValueError with the message of the first rule that does not hold
+    (``from_mapping`` turns it into a :class:`ParamsError`; start the message with the key)."""
+    for ok, message in rules:
+        if not ok:
+            raise ValueError(message)
+
+
 class Section:
     """Mixin of a params section's dataclass: ``Cls.from_mapping(section)`` names keys after ``SECTION``."""
 

@@ -85,6 +85,10 @@ def test_a_class_check_names_its_key_too():
         load_section(with_value("prepare.apex_missing", "guess"), "prepare")
     with pytest.raises(ParamsError, match=r"^pretrain\.source: expected one of"):
         load_section(with_value("pretrain.source", "youtube"), "pretrain")
+    with pytest.raises(ParamsError, match=r"^loso\.epochs must be >= 1, got 0$"):
+        load_section(with_value("loso.epochs", 0), "loso")
+    with pytest.raises(ParamsError, match=r"^pretrain\.pairs_per_epoch must be >= batch_size 8, got 2$"):
+        load_section(with_value("pretrain.pairs_per_epoch", 2), "pretrain")
     with pytest.raises(ParamsError, match=r"^synth\.subjects must be >= 1$"):
         load_section(with_value("synth.subjects", 0), "synth")
     with pytest.raises(ParamsError, match=r"^finetune\.data: missing key"):

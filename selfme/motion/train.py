@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from selfme.config import Section
+from selfme.config import Section, check_rules
 from selfme.device import resolve_device
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
@@ -55,9 +55,11 @@ class TrainConfig(Section):
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.threads < 0 or (
-                self.pairs_per_epoch is not None and self.pairs_per_epoch < self.batch_size):
-            raise ValueError("need epochs >= 1, batch_size >= 1, pairs_per_epoch >= batch_size and threads >= 0")
+        check_rules([(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+                     (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+                     (self.pairs_per_epoch is None or self.pairs_per_epoch >= self.batch_size,
+                      f"pairs_per_epoch must be >= batch_size {self.batch_size}, got {self.pairs_per_epoch}"),
+                     (self.threads >= 0, f"threads must be >= 0, got {self.threads}")])
 
 
 def _distributed() -> tuple[int, int, int]:

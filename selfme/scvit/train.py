@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from selfme.config import Section
+from selfme.config import Section, check_rules
 from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.augment import augment
 from selfme.scvit.fast import NUMERIC_DEFAULTS, EpochSums, autocast, check_fast_settings, training_forward
@@ -88,19 +88,21 @@ class LosoConfig(Section):
     EXECUTION_KEYS = ("workers", "device", "threads", "live", "resident")
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or not 0 < self.gamma_lr <= 1:
-            raise ValueError("loso needs epochs >= 1, batch_size >= 1, lr > 0 and 0 < gamma_lr <= 1")
-        if not 0 <= self.hflip <= 1:
-            raise ValueError(f"loso.hflip is a probability, got {self.hflip}")
-        if self.shift_px < 0 or not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"loso.shift_px must be >= 0 and loso.label_smoothing in [0, 1) "
-                             f"(got {self.shift_px}, {self.label_smoothing})")
+        check_rules([(self.epochs >= 1, f"loso.epochs must be >= 1, got {self.epochs}"),
+                     (self.batch_size >= 1, f"loso.batch_size must be >= 1, got {self.batch_size}"),
+                     (self.lr > 0, f"loso.lr must be > 0, got {self.lr}"),
+                     (0 < self.gamma_lr <= 1, f"loso.gamma_lr must be in (0, 1], got {self.gamma_lr}"),
+                     (0 <= self.hflip <= 1, f"loso.hflip is a probability, got {self.hflip}"),
+                     (self.shift_px >= 0, f"loso.shift_px must be >= 0, got {self.shift_px}"),
+                     (0 <= self.label_smoothing < 1,
+                      f"loso.label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+                     (self.workers >= 1, f"loso.workers must be >= 1, got {self.workers}"),
+                     (self.stack_folds >= 1, f"loso.stack_folds must be >= 1, got {self.stack_folds}"),
+                     (self.threads >= 0, f"loso.threads must be >= 0, got {self.threads}")])
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.ensemble < 1:
             raise ValueError(f"loso.ensemble is the number of models per run (>= 1), got {self.ensemble}")
-        if self.workers < 1 or self.stack_folds < 1:
-            raise ValueError(f"loso.workers and loso.stack_folds must be >= 1, got {self.workers}, {self.stack_folds}")
         if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, (list, tuple)) or not self.seeds:
             raise ValueError(f"loso.seeds is a non-empty list of seeds, e.g. [0, 1, 2], got {self.seeds!r}")
         seeds = tuple(int(s) for s in self.seeds)
