@@ -35,7 +35,8 @@ import yaml
 
 from selfme.extract import evaluate_methods
 from selfme.io import write_csv, write_json
-from selfme.motion.pipeline import held_out_clips, load_face_manifests, resolve_face_data, run_stage
+from selfme.motion.holdout import held_out_clips, load_face_manifests, resolve_face_data
+from selfme.motion.pipeline import run_stage
 
 BASELINES = {"tvl1": {"method": "tvl1"}, "farneback": {"method": "farneback"}, "dis": {"method": "dis"}}
 

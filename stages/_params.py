@@ -12,9 +12,9 @@ import yaml
 from selfme.config import ParamsError, did_you_mean
 
 
-def load_params(*sections: str, path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Return the named top-level sections of params.yaml (a missing section or a file YAML cannot read
-    is a :class:`ParamsError`, one line)."""
+def load_params(*sections: str, path: str | Path = "params.yaml", optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Return the named top-level sections of params.yaml, and those of ``optional`` that it has (a
+    missing section or a file YAML cannot read is a :class:`ParamsError`, one line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run stages from the repository root")
@@ -27,7 +27,7 @@ def load_params(*sections: str, path: str | Path = "params.yaml") -> dict[str, A
     for section in sections:
         if section not in params:
             raise ParamsError(f"{section}: missing section in {path}{did_you_mean(section, params)}")
-    return {s: params[s] for s in sections}
+    return {s: params[s] for s in (*sections, *(o for o in optional if o in params))}
 
 
 def guarded(main: Callable[[], int], *, name: str | None = None) -> int:

@@ -11,12 +11,9 @@ per pair, EPE where a ground truth exists) and flow-colour PNGs in metrics/plots
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from selfme.config import set_threads
-from selfme.extract import ExtractConfig, extract_dataset
-from selfme.motion.config import MotionConfig
+from selfme.extract.stage import run
 from selfme.log import setup_logging
 from stages._params import guarded, load_params
 
@@ -33,17 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run times (not a DVC output: they differ between identical runs)")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("motion", "extract")
-    config = ExtractConfig.from_mapping(params["extract"], method=MotionConfig.from_mapping(params["motion"]).method)
-    set_threads(config.threads)
-    summary = extract_dataset(f"{args.faces_dir}/{args.dataset}/manifest.csv",
-                              f"{args.out_dir}/{config.method}/{args.dataset}", config=config,
-                              model_path=args.model if config.method == "selfme" else None,
-                              metrics_path=f"{args.metrics_dir}/{args.dataset}.json",
-                              plots_dir=f"{args.plots_dir}/{args.dataset}",
-                              timing_path=f"{args.timing_dir}/extract_{args.dataset}.json")
-    print(json.dumps(summary, indent=2))
-    return 0
+    return run("extract", params=load_params("motion", "extract"), **vars(args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from selfme.log import setup_logging
-from selfme.motion.pipeline import resolve_face_data, run_stage
+from selfme.motion.stage import run
 from stages._params import guarded, load_params
 
 
@@ -28,18 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces-dir", default="data/faces", help="where finetune.data: all finds the crops")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("motion", "finetune", "datasets")
-    section = dict(params["finetune"])
-    section["data"] = resolve_face_data(section.get("data"), params["datasets"], faces_dir=args.faces_dir)
-    history = run_stage("finetune", params["motion"], section, out=args.out,
-                        checkpoints=args.checkpoints, live_dir=args.live, init=args.init)
-    last = history[-1] if history else {}
-    summary = f"finetune: {len(history)} epochs, final loss {last.get('loss', float('nan')):.4f}"
-    if "val_l1_reconstruction" in last:
-        summary += (f", held-out onset->apex L1 {last['val_l1_reconstruction']:.4f} "
-                    f"(identity {last['val_l1_identity']:.4f})")
-    print(f"{summary} -> {args.out}")
-    return 0
+    return run("finetune", params=load_params("motion", "finetune", "datasets"), **vars(args))
 
 
 if __name__ == "__main__":

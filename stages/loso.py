@@ -19,13 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfme.datasets.config import PrepareConfig
-from selfme.io import write_json
 from selfme.log import setup_logging
-from selfme.scvit.cli import loso, pipeline_samples, print_result
-from selfme.scvit.factory import SCViTConfig
-from selfme.scvit.train import LosoConfig
-from selfme.scvit.loso import timing_report
+from selfme.scvit.stage import run
 from stages._params import guarded, load_params
 
 
@@ -40,24 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run times and host facts ({dataset}: the dataset key; empty: log only)")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("scvit", "loso", "prepare")
-    SCViTConfig.from_mapping(params["scvit"])  # bad keys and values: one line before any data is read
-    protocol = LosoConfig.from_mapping(params["loso"]).protocol
-    datasets = list(load_params("datasets")["datasets"]) if protocol == "composite" else [args.dataset]
-    classes = PrepareConfig.from_mapping(params["prepare"]).protocol
-    try:
-        samples = pipeline_samples(dataset=args.dataset, motions=args.motions, datasets=datasets, protocol=protocol,
-                                   labels=args.labels, classes=classes)
-        result = loso(samples=samples, out=args.results, classes=classes, datasets=[args.dataset],
-                      scvit=params["scvit"], loso_params=params["loso"])
-    except (FileNotFoundError, ValueError, KeyError) as exc:  # bad input (weights, motions, folds): one line
-        print(f"loso@{args.dataset}: error: {exc}", file=sys.stderr)
-        return 2
-    if args.timing:
-        write_json(args.timing.replace("{dataset}", args.dataset), {"stage": f"loso@{args.dataset}",
-                                                                     **timing_report(result)})
-    print_result(result, args.results)
-    return 0
+    return run("loso", params=load_params("scvit", "loso", "prepare", optional=("datasets",)), **vars(args))
 
 
 if __name__ == "__main__":

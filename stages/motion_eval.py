@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from selfme.config import set_threads
-from selfme.extract import evaluate_methods
-from selfme.extract.config import ExtractConfig, MotionEvalConfig
+from selfme.extract.stage import run
 from selfme.log import setup_logging
-from selfme.motion.pipeline import held_out_clips
 from stages._params import guarded, load_params
 
 
@@ -33,20 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run times (not a DVC output: they differ between identical runs)")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("extract", "motion_eval", "pretrain", "finetune", "datasets")
-    section = MotionEvalConfig.from_mapping(params["motion_eval"])
-    ExtractConfig.from_mapping(params["extract"])  # the variants' base: bad keys fail before any clip
-    set_threads(section.threads)
-    held = held_out_clips(params["pretrain"], params["finetune"], params["datasets"])
-    result = evaluate_methods(f"{args.faces_dir}/{section.dataset}/manifest.csv", section.variants,
-                              extract=params["extract"], model_path=args.model, metrics_path=args.metrics,
-                              plots_dir=args.plots_dir, plot_clips=section.plot_clips,
-                              max_clips=section.max_clips, held_out=held, timing_path=args.timing)
-    for name, figures in result["variants"].items():
-        print(f"{name:>20}: EPE {figures['epe']}, held out {figures.get('epe_held_out')}, "
-              f"folding {figures['folding_before_ss']:.4f} -> {figures['folding_after_ss']:.4f}, "
-              f"{result['timing'][name]['pairs_per_second']:.2f} pairs/s")
-    return 0
+    return run("motion_eval", params=load_params("extract", "motion_eval", "pretrain", "finetune", "datasets"),
+               **vars(args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from selfme.log import setup_logging
-from selfme.motion.pipeline import run_stage
+from selfme.motion.stage import run
 from stages._params import guarded, load_params
 
 
@@ -26,12 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live", default="dvclive/pretrain", help="dvclive folder")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("motion", "pretrain")
-    history = run_stage("pretrain", params["motion"], params["pretrain"], out=args.out,
-                        checkpoints=args.checkpoints, live_dir=args.live)
-    last = history[-1] if history else {}
-    print(f"pretrain: {len(history)} epochs, final loss {last.get('loss', float('nan')):.4f} -> {args.out}")
-    return 0
+    return run("pretrain", params=load_params("motion", "pretrain"), **vars(args))
 
 
 if __name__ == "__main__":

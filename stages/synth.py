@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from selfme.log import setup_logging
-from selfme.synth import SynthConfig, generate_synthme
+from selfme.synth.stage import run
 from stages._params import guarded, load_params
 
 
@@ -19,11 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file holding the 'synth' section")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("synth", path=args.params)
-    summary = generate_synthme(args.out, SynthConfig.from_mapping(params["synth"]))
-    print(f"synthme: {summary['n_clips']} clips from {summary['n_subjects']} subjects "
-          f"({summary['counts_per_emotion']}) -> {args.out}")
-    return 0
+    return run("synth", params=load_params("synth", path=args.params), out=args.out)
 
 
 if __name__ == "__main__":

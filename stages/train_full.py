@@ -13,13 +13,10 @@ models/bundle/<dataset>.pt, the file ``selfme predict --model`` reads.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from selfme.log import setup_logging
-from selfme.predict.train_full import train_full
-from selfme.scvit import WeightsNotFound
-from selfme.scvit.cli import apply_overrides
+from selfme.predict.stage import run
 from stages._params import guarded, load_params
 
 
@@ -29,25 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motions", default=None, help="default data/motion/<motion.method>/<dataset>/index.csv")
     parser.add_argument("--model", default="models/motion/finetune.pt", help="the motion learner to pack")
     parser.add_argument("--out", default=None, help="default models/bundle/<dataset>.pt")
-    parser.add_argument("-S", "--set", action="append", metavar="SECTION.KEY=VALUE",
+    parser.add_argument("-S", "--set", dest="overrides", action="append", metavar="SECTION.KEY=VALUE",
                         help="override a scvit or loso parameter, e.g. -S scvit.omega=0")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params("crop", "motion", "extract", "scvit", "loso", "prepare")
-    overridden = apply_overrides(params, args.set or [])
-    method = params["motion"].get("method", "selfme")
-    try:
-        summary = train_full(
-            motions=args.motions or f"data/motion/{method}/{args.dataset}/index.csv", dataset=args.dataset,
-            protocol=params["prepare"].get("protocol", "megc3"), crop=params["crop"], motion_method=method,
-            extract=params["extract"], scvit=overridden["scvit"], loso_params=overridden["loso"],
-            motion_model=args.model if method == "selfme" else None,
-            out=args.out or f"models/bundle/{args.dataset}.pt")
-    except WeightsNotFound as exc:  # says which ImageNet weights file is missing and where it goes
-        print(f"train_full@{args.dataset}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+    return run("train_full", params=load_params("crop", "motion", "extract", "scvit", "loso", "prepare"), **vars(args))
 
 
 if __name__ == "__main__":

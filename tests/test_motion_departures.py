@@ -180,7 +180,7 @@ def _faces(root: Path, dataset: str, n_clips: int) -> Path:
 
 
 def test_finetune_data_all_pools_every_dataset_of_the_run(tmp_path):
-    from selfme.motion.pipeline import load_face_manifests, resolve_face_data
+    from selfme.motion.holdout import load_face_manifests, resolve_face_data
 
     _faces(tmp_path, "casme2", 4), _faces(tmp_path, "smic_hs", 3)
     datasets = {"casme2": {"adapter": "casme2"}, "smic_hs": {"adapter": "smic_hs"}}
@@ -194,8 +194,7 @@ def test_finetune_data_all_pools_every_dataset_of_the_run(tmp_path):
 
 
 def test_held_out_clips_are_the_clips_neither_stage_trains_on(tmp_path):
-    from selfme.motion.data import split_holdout
-    from selfme.motion.pipeline import held_out_clips, load_face_manifests
+    from selfme.motion.holdout import held_out_clips, load_face_manifests, split_holdout
 
     folder = str(_faces(tmp_path, "synthme", 10))
     finetune = {"data": folder, "holdout_clips": 3, "seed": 0}

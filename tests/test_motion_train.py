@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from selfme.datasets import MANIFEST_COLUMNS
-from selfme.motion.data import FramePairDataset, me_clip_videos, split_holdout, voxceleb_videos
+from selfme.motion.data import FramePairDataset, me_clip_videos, voxceleb_videos
+from selfme.motion.holdout import split_holdout
 from selfme.motion.model import MotionLearner, load_motion_model
 from selfme.motion.pipeline import run_stage
 from selfme.motion.checkpoint import CHECKPOINT_NAME, resolve_checkpoint_dir

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 import torch
 from test_dvc_deps import import_closure
 
@@ -63,3 +64,29 @@ def test_no_hand_written_samplers():
             if isinstance(node, ast.ClassDef) and any("Sampler" in ast.unparse(b) for b in node.bases):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
     assert not found, found
+
+
+STAGE_SCRIPTS = sorted(p.stem for p in (REPO / "stages").glob("*.py") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("name", STAGE_SCRIPTS)
+def test_each_stage_script_is_its_paths_and_one_call_of_a_stage_run(name, monkeypatch):
+    # The one stage contract: stages/X.py parses its paths and calls selfme.<package>.stage.run("X", ...);
+    # the paths it passes are the run's (or, for a package with two stages, that stage's function's) arguments.
+    import importlib
+    import inspect
+
+    script = importlib.import_module(f"stages.{name}")
+    real = script.run
+    assert real.__module__.startswith("selfme.") and real.__module__.endswith(".stage") and real.__name__ == "run"
+    calls = []
+    monkeypatch.setattr(script, "run", lambda *a, **kw: calls.append((a, kw)) or 0)
+    monkeypatch.setattr(script, "load_params", lambda *a, **kw: {})
+    monkeypatch.setattr(script, "setup_logging", lambda: None)
+    assert script.main(["--dataset", "toy"] if "--dataset" in inspect.getsource(script.main) else []) == 0
+    (args, kwargs), = calls
+    assert args == (name,)
+    inspect.signature(real).bind(*args, **kwargs)
+    target = getattr(importlib.import_module(real.__module__), name, None)
+    if callable(target) and target.__module__ == real.__module__:  # a package with several stages: run dispatches to the stage's own function
+        inspect.signature(target).bind(**kwargs)

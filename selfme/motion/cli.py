@@ -13,7 +13,8 @@ import json
 from selfme.device import resolve_device
 from selfme.motion.data import FramePairDataset
 from selfme.motion.model import load_motion_model
-from selfme.motion.pipeline import ManifestOnsetApexPairs, load_face_manifests, manifest_clip_videos
+from selfme.motion.holdout import load_face_manifests
+from selfme.motion.pipeline import ManifestOnsetApexPairs, manifest_clip_videos
 from selfme.motion.evaluate import evaluate_reconstruction
 
 

@@ -220,16 +220,3 @@ class OnsetApexPairs(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         onset, apex = self.items[index]
         return to_tensor(read_image(onset), self.image_size), to_tensor(read_image(apex), self.image_size)
-
-
-def split_holdout(manifest: pd.DataFrame, holdout_clips: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, held-out) rows: ``holdout_clips`` clips chosen by a seeded permutation (0: no held-out set)."""
-    if holdout_clips <= 0:
-        return manifest, manifest.iloc[:0]
-    if holdout_clips >= len(manifest):
-        raise ValueError(f"holdout_clips {holdout_clips} leaves no training clips (manifest has {len(manifest)})")
-    order = np.random.default_rng([seed, 0xD0]).permutation(len(manifest))
-    held = np.sort(order[:holdout_clips])
-    mask = np.zeros(len(manifest), dtype=bool)
-    mask[held] = True
-    return manifest[~mask].reset_index(drop=True), manifest[mask].reset_index(drop=True)

@@ -1,4 +1,5 @@
-"""The pretrain and finetune stages as plain functions (the stage scripts only read params.yaml).
+"""The pretrain and finetune stages' training run as a plain function (:func:`run_stage`; the stage entry
+is :mod:`selfme.motion.stage`).
 
 pretrain: frame pairs from VoxCeleb (``source: voxceleb``, ``data`` = its folder) or, for the demo, from
 cropped ME clips whose target frames get synthetic head motion (``source: synthme``, ``data`` = a face-crop
@@ -11,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -19,12 +19,11 @@ import torch
 
 from selfme.config import ParamsError, as_dict, set_threads
 from selfme.cache import code_digest, key_payload, sha256_hex
-from selfme.datasets import read_manifest
 from selfme.io import file_sha256
 from selfme.motion.checkpoint import resolve_checkpoint_dir, trajectory_params
-from selfme.motion.data import (FrameFolder, FramePairDataset, OnsetApexPairs, VideoFile, me_clip_videos,
-                                split_holdout, voxceleb_videos)
 from selfme.motion.config import MotionConfig, stage_config
+from selfme.motion.data import FrameFolder, FramePairDataset, OnsetApexPairs, VideoFile, me_clip_videos, voxceleb_videos
+from selfme.motion.holdout import load_face_manifests, split_holdout
 from selfme.motion.model import MotionLearner, load_weights
 from selfme.motion.train import train_motion
 
@@ -44,63 +43,11 @@ def videos_fingerprint(videos: Sequence[FrameFolder | VideoFile]) -> str:
     return sha256_hex(chunks())
 
 
-def _as_list(data: str | Sequence[str]) -> list[str]:
-    return [data] if isinstance(data, (str, os.PathLike)) else list(data)
-
-
-def load_face_manifests(data: str | Sequence[str]) -> tuple[pd.DataFrame, list[Path]]:
-    """Concatenate ``<folder>/manifest.csv`` of one or more face-crop folders (or manifest CSV paths)."""
-    frames, paths = [], []
-    for entry in _as_list(data):
-        path = Path(entry)
-        path = path / "manifest.csv" if path.suffix.lower() != ".csv" else path
-        frame = read_manifest(path)
-        frame["_manifest"] = str(path)
-        frames.append(frame)
-        paths.append(path)
-    return pd.concat(frames, ignore_index=True), paths
-
-
 def manifest_clip_videos(manifest: pd.DataFrame) -> list[FrameFolder]:
     videos = []
     for path, group in manifest.groupby("_manifest", sort=False):
         videos += me_clip_videos(group.drop(columns="_manifest"), manifest_path=path)
     return videos
-
-
-def resolve_face_data(data: str | Sequence[str], datasets: Mapping[str, Any] | None = None, *,
-                      faces_dir: str | os.PathLike = "data/faces") -> list[str]:
-    """A stage's ``data``: one face-crop folder, a list of them (their clips are pooled), or ``all``: the
-    crop folder ``<faces_dir>/<name>`` of every entry of params.yaml's ``datasets`` section (the paper
-    fine-tunes "on the ME datasets", all of them)."""
-    if isinstance(data, str) and data == "all":
-        if not datasets:
-            raise KeyError("data: all needs params.yaml's datasets section (no dataset listed)")
-        return [str(Path(faces_dir) / name) for name in datasets]
-    entries = _as_list(data)
-    if not entries or not all(isinstance(e, (str, os.PathLike)) and str(e) for e in entries):
-        raise ValueError(f"data must be a folder, a list of folders or 'all', got {data!r}")
-    return [str(e) for e in entries]
-
-
-def held_out_clips(pretrain: Mapping[str, Any], finetune: Mapping[str, Any],
-                   datasets: Mapping[str, Any] | None = None) -> list[str]:
-    """``subject/clip`` of the clips that neither stage trained on: fine-tuning's held-out clips
-    (``holdout_clips``, ``seed``), less those pretraining saw when it trains on crop folders too."""
-    def held(section: Mapping[str, Any], data: Any) -> tuple[set[str], set[str]]:
-        """(held-out clip names, all clip names) of one stage's data."""
-        manifest, _ = load_face_manifests(resolve_face_data(data, datasets))
-        _, rows = split_holdout(manifest, int(section.get("holdout_clips", 0) or 0), int(section.get("seed", 0)))
-        return ({f"{r.subject}/{r.clip}" for r in rows.itertuples(index=False)},
-                {f"{r.subject}/{r.clip}" for r in manifest.itertuples(index=False)})
-
-    if not int(finetune.get("holdout_clips", 0) or 0):
-        return []
-    kept, _ = held(finetune, finetune["data"])
-    if pretrain.get("source", "manifest") in ("synthme", "manifest"):
-        pre_held, pre_all = held(pretrain, pretrain["data"])
-        kept = {c for c in kept if c in pre_held or c not in pre_all}
-    return sorted(kept)
 
 
 def run_stage(stage: str, motion: Mapping[str, Any], section: Mapping[str, Any], *, out: str | os.PathLike,
