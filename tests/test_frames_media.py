@@ -64,3 +64,16 @@ def test_device_resolver(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="loso.device 'cuda:1' asked for"):
         resolve_device("cuda:1", key="loso.device")
+
+
+def test_visualize_manifest_items_resolve_frames_beside_the_manifest(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from selfme.predict.visualize import manifest_items
+
+    (tmp_path / "faces" / "s1" / "EP01").mkdir(parents=True)
+    pd.DataFrame([{"subject": "s1", "clip": "EP01", "frames_dir": "s1/EP01", "onset": 1, "apex": 3,
+                   "label": "surprise"}]).to_csv(tmp_path / "faces" / "manifest.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    (item,) = manifest_items(tmp_path / "faces" / "manifest.csv", limit=4)
+    assert item.path == str(tmp_path / "faces" / "s1" / "EP01") and (item.onset, item.apex) == (1, 3)

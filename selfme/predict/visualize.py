@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from selfme.datasets.frames import resolve_manifest_path
 from selfme.flow.viz import motion_figure
 from selfme.io import write_image
 from selfme.predict.gradcam import overlay
@@ -52,12 +53,9 @@ def manifest_items(manifest: str | os.PathLike, *, limit: int) -> list[ClipItem]
             if depth < len(g) and len(rows) < limit:
                 rows.append(g.iloc[depth])
         depth += 1
-    base = Path(manifest).parent
     items = []
     for r in rows:
-        path = Path(str(r["frames_dir"]))
-        if not path.is_absolute() and not path.exists() and (base / path).exists():
-            path = base / path
+        path = resolve_manifest_path(str(r["frames_dir"]), manifest)
         items.append(ClipItem(path=str(path), name=f"{r['subject']}/{r['clip']}", onset=int(r["onset"]),
                               apex=int(r["apex"]), label=str(r["label"])))
     return items
