@@ -18,9 +18,10 @@ is used, and kept as it was when they disagree (a block whose definition changed
 * the dense motion network's occlusion head: extraction never reads the occlusion map.
 * ``DownBlock2d``'s convolution with its BN folded in, and the 7 x 7 heads (keypoint heatmaps, dense
   motion mask), computed by NNPACK on a CPU where it is measured faster than oneDNN (:class:`FastConv2d`):
-  Winograd F(6 x 6, 3 x 3) for the 3 x 3 convolutions of maps of at least 16 x 16 (1.3x at 16 x 16, 1.8x
-  at 64 x 64, slower below), FFT for the 7 x 7 heads (2-4x). Both are exact algorithms; in float32 they
-  differ from the direct convolution by about 1e-5 of the output's scale (oneDNN's own rounding: 3e-7).
+  Winograd F(6 x 6, 3 x 3) for the 3 x 3 convolutions of maps of at least 16 x 16 with at least 64 input
+  channels (1.2-1.3x; slower on smaller maps or narrower inputs), FFT for the 7 x 7 heads (2.5-3.8x).
+  Both are exact algorithms; in float32 they differ from the direct convolution by about 1e-5 of the
+  output's scale (oneDNN's own rounding: 3e-7).
 
 Eval mode only (BN folding uses the running statistics). Hourglass decoders of the paper architecture
 (vox-256) hold every up-convolution of the learner, about 60 % of its arithmetic.
@@ -41,8 +42,11 @@ log = logging.getLogger(__name__)
 PHASE_TAPS = (((0,), (1, 2)), ((0, 1), (2,)))
 #: Relative tolerance of the probe check of a rewritten block (float32 rounding is ~1e-7, NNPACK's ~1e-5).
 PROBE_RTOL = 1e-4
-#: Smallest map (pixels) whose 3 x 3 convolution runs on NNPACK (Winograd); the 7 x 7 heads always do.
+#: Smallest map (pixels) and input width whose 3 x 3 convolution runs on NNPACK (Winograd); the 7 x 7 heads
+#: always do. Measured against the frozen oneDNN convolution (one thread, CPU time): 1.2-1.3x faster from 64
+#: input channels at 16 x 16 and 32 x 32; 6x slower for 3 channels and 1.4x slower for 44 at 64 x 64.
 NNPACK_MIN_PIXELS_3X3 = 16 * 16
+NNPACK_MIN_CHANNELS_3X3 = 64
 
 
 def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
@@ -130,7 +134,7 @@ class FoldedDownBlock2d(nn.Module):
         self.pool = block.pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(F.relu(self.conv(x)))
+        return self.pool(F.relu(self.conv(x), inplace=True))  # a fresh tensor: ReLU in place
 
 
 class SeparableAntiAlias(nn.Module):
@@ -232,7 +236,8 @@ def _rewrite(child: nn.Module, map_size: tuple[int, int] | None = None) -> nn.Mo
         new = None
         if type(child) is DownBlock2d and _plain_conv(child.conv, 3) and isinstance(child.norm, nn.BatchNorm2d) \
                 and child.norm.track_running_stats and isinstance(child.pool, nn.AvgPool2d) \
-                and map_size[0] * map_size[1] >= NNPACK_MIN_PIXELS_3X3:
+                and map_size[0] * map_size[1] >= NNPACK_MIN_PIXELS_3X3 \
+                and child.conv.in_channels >= NNPACK_MIN_CHANNELS_3X3:
             new = FoldedDownBlock2d(child)
         elif _plain_conv(child, 7):
             new = FastConv2d(child)
