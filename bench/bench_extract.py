@@ -12,8 +12,9 @@ absent, scikit-image's astronaut with a sub-pixel shift at --size. The learner i
 exists; otherwise a randomly initialised one with the architecture of --params' ``motion`` section (or the
 paper's vox-256 one): weights do not change the cost. ``selfme`` runs the learner in its fastest form
 (``frozen``, selfme.extract.engine.LEARNER_FORMS); --forms adds rows ``selfme_eager`` / ``selfme_plain``
-for the other forms, timed in the same rounds. Prints pairs per second per method, side by side, and
-merges the result into --json (default metrics/bench.json, key ``extract``).
+for the other forms, timed in the same rounds. Prints pairs per second (wall clock) and the process's CPU
+milliseconds per pair per method, side by side, and merges the result into --json (default
+metrics/bench.json, key ``extract``).
 """
 
 from __future__ import annotations
@@ -68,14 +69,16 @@ def build_learner(model: str, params: str | None):
     return MotionLearner(config=config).eval(), f"random weights, image_size {config['image_size']}"
 
 
-def time_method(engine: MotionEngine, onsets, apexes, batch_size: int, warmup: int) -> float:
-    """Seconds for all pairs (after ``warmup`` untimed batches), batches of ``batch_size``."""
+def time_method(engine: MotionEngine, onsets, apexes, batch_size: int, warmup: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds for all pairs (after ``warmup`` untimed batches), batches of
+    ``batch_size``. On a CPU shared with other jobs the CPU seconds leave out the time the others held the
+    cores (with one thread they are the wall time of an idle core); on CUDA they are the host's share only."""
     for _ in range(warmup):
         engine.compute(onsets[:batch_size], apexes[:batch_size])
-    tic = time.perf_counter()
+    tic, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(onsets), batch_size):
         engine.compute(onsets[i:i + batch_size], apexes[i:i + batch_size])
-    return time.perf_counter() - tic
+    return time.perf_counter() - tic, time.process_time() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,22 +109,23 @@ def main(argv: list[str] | None = None) -> int:
             engines[method] = MotionEngine(config)
         for form in args.forms if method == "selfme" else ():
             engines["selfme" if form == "frozen" else f"selfme_{form}"] = MotionEngine(config, learner=learner, form=form)
-    times: dict[str, list[float]] = {method: [] for method in engines}
+    times: dict[str, list[tuple[float, float]]] = {method: [] for method in engines}
     for r in range(max(1, args.rounds)):
         for method, engine in engines.items():
             times[method].append(time_method(engine, onsets, apexes, args.batch_size, args.warmup if r == 0 else 0))
     for method, runs in times.items():
-        seconds = float(np.median(runs))
+        seconds, cpu_seconds = (float(np.median([run[k] for run in runs])) for k in (0, 1))
         rows[method] = {"pairs_per_second": round(len(onsets) / seconds, 3),
-                        "ms_per_pair": round(1000 * seconds / len(onsets), 2), "rounds": len(runs)}
+                        "ms_per_pair": round(1000 * seconds / len(onsets), 2),
+                        "cpu_ms_per_pair": round(1000 * cpu_seconds / len(onsets), 2), "rounds": len(runs)}
     device = resolve_device(args.device, key="--device")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     result = {"device": name, "pairs": len(onsets), "crop": list(onsets[0].shape[:2]), "source": source,
               "batch_size": args.batch_size, "learner": learner_desc, "methods": rows}
-    print(f"{'method':>10} {'pairs/s':>10} {'ms/pair':>10}   ({len(onsets)} pairs {onsets[0].shape[1]}x"
-          f"{onsets[0].shape[0]}, batch {args.batch_size}, {name})")
+    print(f"{'method':>12} {'pairs/s':>10} {'ms/pair':>10} {'cpu ms/pair':>12}   ({len(onsets)} pairs "
+          f"{onsets[0].shape[1]}x{onsets[0].shape[0]}, batch {args.batch_size}, {name})")
     for method, row in rows.items():
-        print(f"{method:>10} {row['pairs_per_second']:>10.2f} {row['ms_per_pair']:>10.1f}")
+        print(f"{method:>12} {row['pairs_per_second']:>10.2f} {row['ms_per_pair']:>10.1f} {row['cpu_ms_per_pair']:>12.1f}")
     if args.json:
         path = Path(args.json)
         merged = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
