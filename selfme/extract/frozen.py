@@ -129,10 +129,14 @@ def freeze_motion_field(field: MotionField, *, image_size: int, device: torch.de
     frozen = MotionField(field.learner)
     try:
         with torch.no_grad():
-            frozen.keypoint_part = _freeze(field.keypoint_part, (frames,))
+            # One eager run first: what the blocks cache per input size (band matrices) is then a constant of
+            # the trace instead of being rebuilt inside the graph at every call.
             kp = field.keypoints(frames[:TRACE_PAIRS], frames[TRACE_PAIRS:])
             gamma = torch.tensor(TRACE_GAMMA, dtype=frames.dtype, device=device)
-            frozen.dense_part = _freeze(field.dense_part, (frames[:TRACE_PAIRS], kp[0], kp[1], gamma, *kp[2:]))
+            example = (frames[:TRACE_PAIRS], kp[0], kp[1], gamma, *kp[2:])
+            field.dense_part(*example)
+            frozen.keypoint_part = _freeze(field.keypoint_part, (frames,))
+            frozen.dense_part = _freeze(field.dense_part, example)
             frozen.displacement(frames[:TRACE_PAIRS], frames[TRACE_PAIRS:], TRACE_GAMMA)  # the executor's first run
             error = _probe_error(field, frozen, frames)
     except Exception as exc:  # noqa: BLE001 (any tracing or freezing failure: the eager form still works)

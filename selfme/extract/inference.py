@@ -151,6 +151,7 @@ class SeparableAntiAlias(nn.Module):
         self._bands: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
 
     def band(self, length: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        length = int(length)  # a traced size is a 0-d tensor: the band is then a constant of the graph
         key = (length, device, dtype)
         if key not in self._bands:
             k = self.taps.numel()
