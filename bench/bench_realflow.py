@@ -1,22 +1,27 @@
 """Leaderboard on the 309 real MEGC2019 motion images (CASME II + SMIC parts of ../shared/realdata): the
 published peer STSTNet, a plain ViT, SCViT with either SC form, and the configs/realflow.yaml recipe
 with and without SC, each under the per-dataset and the composite LOSO protocol, UF1 / UAR as mean and
-sample std over 3 seeds per slice (casme2, smic, composite = both slices pooled). A script, not a test.
+sample std over 3 seeds per slice (casme2, smic, composite = both slices pooled), and the ensemble of
+those 3 seeds' models (mean softmax per sample). A script, not a test.
 
     python bench/bench_realflow.py                 # every row, both protocols, seeds 0 1 2
     python bench/bench_realflow.py --jobs 2        # two cells at a time (one torch thread each)
     python bench/bench_realflow.py --tune          # the recipe's tuning runs (CASME II only, per-dataset)
 
 Writes metrics/realflow.json (results only), metrics/realflow.md (the README's table) and, apart,
-metrics/realflow_timing.json (wall seconds per cell). --tune writes metrics/realflow_tuning.json. Fold
-results go to results/realflow/<row>/<protocol>/ and are reused on a rerun with the same parameters
-(--fresh deletes them first, for timing). Exits 0 with a message when ../shared/realdata is absent.
+metrics/timing/realflow.json (wall seconds per cell; git-ignored), after every cell. --tune writes
+metrics/realflow_tuning.json (timing/realflow_tuning.json). Fold results go to
+results/realflow/<row>/<protocol>/ and are reused on a rerun with the same parameters, data and LOSO
+code (--fresh deletes them first, for timing). Exits 0 with a message when ../shared/realdata is absent.
 
 Every row is a params file plus overrides, the same harness (selfme.scvit.loso.run_loso) and the last
-epoch of a fixed schedule; nothing is selected on a test subject. ViT / SCViT rows are the recipe's
-network and schedule with ViT's linear patch embedding and no augmentation or label smoothing. The
-STSTNet row is its published architecture, optimiser and batch size with the schedule shortened to
-fit the budget: 100 epochs at 8x the learning rate (configs/ststnet.yaml holds the published 800).
+epoch of a fixed schedule; nothing is selected on a test subject. Every row trains single models
+(``loso.ensemble: 1``) for each seed; the recipe's own prediction, a 3-seed ensemble (``loso.ensemble:
+3`` with ``loso.seeds: [0]``: members = the single runs of base seeds 0, 1, 2), is the ensemble column
+of its rows. ViT / SCViT rows are the recipe's network and schedule with ViT's linear patch embedding
+and no augmentation or label smoothing. The STSTNet row is its published architecture, optimiser and
+batch size with the schedule shortened: 100 epochs at 8x the learning rate (configs/ststnet.yaml holds
+the published 800).
 """
 
 from __future__ import annotations
@@ -32,15 +37,24 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SELFME_SHARED", REPO.parent / "shared")) / "realdata"
 SLICES = ("casme2", "smic", "composite")
 PROTOCOLS = ("per_dataset", "composite")
-VIT = ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0"]
+E6 = ["loso.epochs=6", "loso.gamma_lr=0.734"]  # a 6-epoch schedule with t1's overall lr decay
+E12 = ["loso.epochs=12", "loso.gamma_lr=0.857"]
+#: ViT / SCViT rows: the recipe's network with ViT's linear E, no augmentation, SC where the paper reads it
+VIT = ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0",
+       "scvit.sc_features=patch_embed"]
 #: key -> (label, params file, overrides)
 ROWS: dict[str, tuple[str, str, list[str]]] = {
-    "recipe": ("recipe (configs/realflow.yaml, SC Eq. 14)", "configs/realflow.yaml", []),
-    "recipe_nosc": ("recipe, no SC (omega 0)", "configs/realflow.yaml", ["scvit.omega=0.0"]),
+    "recipe": ("recipe (configs/realflow.yaml, SC Eq. 14)", "configs/realflow.yaml", []),  # ensemble column
+    "recipe_nosc": ("recipe, no SC (omega 0)", "configs/realflow.yaml",  # sc_features is moot without SC:
+                    ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),  # the first session's runs stand
+    "recipe_v1": ("recipe v1 (first session: SC after E)", "configs/realflow.yaml",
+                  ["scvit.sc_features=patch_embed"]),
     "ststnet": ("STSTNet (published net, 100-epoch schedule)", "configs/ststnet.yaml",
                 ["loso.epochs=100", "loso.lr=4.0e-4", "loso.stack_folds=128"]),
     "vit": ("ViT (omega 0)", "configs/realflow.yaml", VIT + ["scvit.omega=0.0"]),
@@ -48,12 +62,28 @@ ROWS: dict[str, tuple[str, str, list[str]]] = {
     "scvit_supcon": ("SCViT (SC supcon)", "configs/realflow.yaml", VIT + ["scvit.sc_form=supcon"]),
 }
 #: The recipe's tuning candidates (CASME II only, per-dataset LOSO, 3 seeds): docs/realflow_recipe.md.
-TUNING: dict[str, tuple[str, str, list[str]]] = {
+_TUNING: dict[str, tuple[str, str, list[str]]] = {
     "t1_recipe": ("conv stem + flip/shift + label smoothing", "configs/realflow.yaml", []),
     "t2_no_augment": ("t1 without flips and shifts", "configs/realflow.yaml", ["loso.hflip=0.0", "loso.shift_px=0"]),
     "t3_linear_stem": ("t1 with ViT's linear patch embedding", "configs/realflow.yaml", ["scvit.stem=linear"]),
-}
+    # second round (the bench's 30-minute budget): t1's per-epoch decay compounded over a 6-epoch schedule
+    "u1_e6": ("t1, 6 epochs (lr decay 0.734 per epoch)", "configs/realflow.yaml", E6),
+    "u2_e6_ens3": ("u1, ensemble of 3 seeds per fold", "configs/realflow.yaml", E6 + ["loso.ensemble=3"]),
     "u3_e6_ens3_b4": ("u2 with batch 4 (lr 1.4e-3)", "configs/realflow.yaml",
+                      E6 + ["loso.ensemble=3", "loso.batch_size=4", "loso.lr=1.4e-3"]),
+    # third round: 12 epochs (about what a 30-minute bench affords every row), t1's overall lr decay
+    "w1_e12": ("t1, 12 epochs (lr decay 0.857 per epoch)", "configs/realflow.yaml", E12),
+    "w2_e12_b4": ("w1 with batch 4 (lr 1.4e-3)", "configs/realflow.yaml",
+                  E12 + ["loso.batch_size=4", "loso.lr=1.4e-3"]),
+    "w3_e12_lr3": ("w1 with lr 3e-3", "configs/realflow.yaml", E12 + ["loso.lr=3.0e-3"]),
+    # fourth round: t1's 30-epoch schedule, one change each
+    "x1_stem32": ("t1 with 32 stem filters", "configs/realflow.yaml", ["scvit.stem_channels=32"]),
+    "x2_sc_last_block": ("t1 with the SC regions after the last block", "configs/realflow.yaml",
+                         ["scvit.sc_features=last_block"]),
+}
+#: every candidate is relative to t1, the first session's recipe (SC after E); x2 moved SC after the last block
+TUNING = {k: (label, f, ["scvit.sc_features=patch_embed"] + o)
+          for k, (label, f, o) in _TUNING.items()}
 
 
 def run_cell(key: str, row: tuple[str, str, list[str]], protocol: str, seeds: list[int], datasets: list[str],
@@ -70,7 +100,8 @@ def run_cell(key: str, row: tuple[str, str, list[str]], protocol: str, seeds: li
 
     label, params_file, overrides = row
     params = apply_overrides(read_params(REPO / params_file), overrides + [
-        f"loso.protocol={protocol}", f"loso.seeds={json.dumps(seeds)}", "loso.workers=1", "loso.threads=1"])
+        f"loso.protocol={protocol}", f"loso.seeds={json.dumps(seeds)}", "loso.ensemble=1", "loso.workers=1",
+        "loso.threads=1"])
     samples = load_samples(REALDATA / "composite_flow_28px", dataset=datasets,
                            labels=REALDATA / "annotations" / "megc2019_combined_3class_gt.csv")
     start = time.perf_counter()
@@ -79,21 +110,46 @@ def run_cell(key: str, row: tuple[str, str, list[str]], protocol: str, seeds: li
     seconds = time.perf_counter() - start
     scores = {s: {m: result.summary[s].get(m) for m in ("uf1", "uf1_std", "uar", "uar_std", "n_seeds", "n_samples")}
               for s in SLICES if s in result.summary}
+    for scope, entry in seed_ensemble(Path(out) / key / protocol, samples, seeds).items():
+        scores[scope].update(entry)
     return {"key": key, "protocol": protocol, "scores": scores, "seconds": round(seconds, 1),
             "trained": len(result.ran), "skipped": len(result.skipped),
             "params": {"file": params_file, "overrides": overrides}}
+
+
+def seed_ensemble(out: Path, samples: Any, seeds: list[int]) -> dict[str, dict[str, float]]:
+    """UF1 / UAR per slice of the seeds' ensemble: per sample the mean of the seeds' softmax (the fold
+    CSVs' p_0..p_{C-1}), its argmax scored as MEGC2019 does. The trainings are the seeds' own, so this is
+    what ``loso.ensemble: <len(seeds)>`` with ``loso.seeds: [0]`` computes (members = base seeds 0..K-1),
+    up to float rounding (the folds are stacked in another order)."""
+    from selfme.metrics.aggregate import seed_scores
+    from selfme.scvit.folds import read_fold_csv, seed_dir
+
+    frame = samples.frame
+    rows = []
+    for dataset, subject in dict.fromkeys(zip(frame["dataset"].astype(str), frame["subject"].astype(str))):
+        folds = [read_fold_csv(seed_dir(out, dataset, s) / f"{subject}.csv").set_index("clip") for s in seeds]
+        probs = sum(f.filter(like="p_") for f in folds) / len(folds)
+        rows.append(pd.DataFrame({"seed": 0, "dataset": dataset, "subject": subject, "clip": probs.index,
+                                  "gt": folds[0]["label_id"].to_numpy(), "pred": probs.to_numpy().argmax(1)}))
+    per_scope = seed_scores(pd.concat(rows, ignore_index=True), 3)
+    return {r.scope: {"uf1_ens": round(float(r.uf1), 4), "uar_ens": round(float(r.uar), 4)}
+            for r in per_scope.itertuples() if r.scope in SLICES}
 
 
 def _fmt(entry: dict[str, Any] | None, metric: str) -> str:
     if not entry or entry.get(metric) is None:
         return "-"
     std = entry.get(f"{metric}_std")
-    return f"{entry[metric]:.3f} ± {std:.3f}" if std is not None else f"{entry[metric]:.3f}"
+    text = f"{entry[metric]:.3f} ± {std:.3f}" if std is not None else f"{entry[metric]:.3f}"
+    return text + (f" ({entry[metric + '_ens']:.3f})" if entry.get(f"{metric}_ens") is not None else "")
 
 
 def markdown(results: dict[str, Any], rows: dict[str, tuple[str, str, list[str]]], seeds: list[int]) -> str:
-    lines = [f"UF1 / UAR, mean ± sample std over seeds {seeds}; LOSO, last epoch, 309 MEGC2019 motion images "
-             f"(CASME II 145, SMIC 164). composite = both slices pooled. Written by bench/bench_realflow.py.", "",
+    lines = [f"UF1 / UAR, mean ± sample std of single models over seeds {seeds}, and in brackets the ensemble of "
+             f"those {len(seeds)} models (mean softmax per sample: the recipe's prediction); LOSO, last epoch, 309 "
+             f"MEGC2019 motion images (CASME II 145, SMIC 164). composite = both slices pooled. Written by "
+             f"bench/bench_realflow.py.", "",
              "| model | protocol | CASME II UF1 | CASME II UAR | SMIC UF1 | SMIC UAR | composite UF1 | composite UAR |",
              "|---|---|---|---|---|---|---|---|"]
     for key, (label, _, _) in rows.items():
@@ -128,28 +184,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         for k, _, prot in cells:
             shutil.rmtree(Path(args.out) / k / prot, ignore_errors=True)
+    name = "realflow_tuning" if args.tune else "realflow"
+    metrics = Path(args.metrics)
     start = time.perf_counter()
+    done: list[dict[str, Any]] = []
+
+    def write(total: float) -> None:  # after every cell, so an interrupted bench keeps what it finished
+        results: dict[str, Any] = {}
+        for cell in done:
+            results.setdefault(cell["key"], {})[cell["protocol"]] = {"scores": cell["scores"],
+                                                                     "params": cell["params"]}
+        write_json(metrics / f"{name}.json", {"seeds": args.seeds, "datasets": datasets, "labels": {
+            k: r[0] for k, r in rows.items()}, "complete": len(done) == len(cells), "results": results})
+        timing = {"cells": [{k: c[k] for k in ("key", "protocol", "seconds", "trained", "skipped")} for c in done],
+                  "total_seconds": round(total, 1), "jobs": args.jobs, "torch_threads_per_job": 1,
+                  "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+                  "machine": platform.processor() or platform.machine()}
+        write_json(metrics / "timing" / f"{name}.json", timing)  # timings apart from the results
+        if not args.tune:
+            write_text(metrics / "realflow.md", markdown(results, rows, args.seeds))
+
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
         futures = [pool.submit(run_cell, k, row, prot, args.seeds, datasets, args.out) for k, row, prot in cells]
-        done = []
         for future in futures:
             cell = future.result()
             done.append(cell)
             print(json.dumps({k: cell[k] for k in ("key", "protocol", "scores", "seconds", "trained")}), flush=True)
+            write(time.perf_counter() - start)
     total = time.perf_counter() - start
-    results: dict[str, Any] = {}
-    for cell in done:
-        results.setdefault(cell["key"], {})[cell["protocol"]] = {"scores": cell["scores"], "params": cell["params"]}
-    name = "realflow_tuning" if args.tune else "realflow"
-    metrics = Path(args.metrics)
-    write_json(metrics / f"{name}.json", {"seeds": args.seeds, "datasets": datasets, "labels": {k: r[0] for k, r in
-                                          rows.items()}, "results": results})
-    timing = {"cells": [{k: c[k] for k in ("key", "protocol", "seconds", "trained", "skipped")} for c in done],
-              "total_seconds": round(total, 1), "jobs": args.jobs, "torch_threads_per_job": 1,
-              "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-    write_json(metrics / f"{name}_timing.json", timing)
-    if not args.tune:
-        write_text(metrics / "realflow.md", markdown(results, rows, args.seeds))
     print(f"{len(done)} cell(s) in {total:.0f} s; {metrics / name}.json")
     return 0
 
