@@ -1,0 +1,48 @@
+"""bench/bench_realflow.py's seed ensemble: the mean of the seeds' fold probabilities, scored as MEGC2019."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_realflow", REPO / "bench" / "bench_realflow.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed_ensemble_scores_the_mean_softmax(tmp_path):
+    from selfme.scvit.sources import Samples
+
+    # (subject, clip, label): two seeds' probabilities; the mean's argmax in the comment
+    rows = [("s0", "c0", 0, (0.9, 0.05, 0.05), (0.2, 0.7, 0.1)),    # (0.55, 0.375, 0.075) -> 0
+            ("s0", "c1", 1, (0.6, 0.4, 0.0), (0.0, 0.9, 0.1)),      # (0.3, 0.65, 0.05) -> 1
+            ("s1", "c2", 2, (0.1, 0.1, 0.8), (0.1, 0.5, 0.4)),      # (0.1, 0.3, 0.6) -> 2
+            ("s1", "c3", 0, (0.4, 0.6, 0.0), (0.45, 0.55, 0.0))]    # (0.425, 0.575, 0) -> 1, wrong
+    for seed in (0, 1):
+        for subject in ("s0", "s1"):
+            mine = [r for r in rows if r[0] == subject]
+            frame = pd.DataFrame({"clip": [r[1] for r in mine], "label_id": [r[2] for r in mine],
+                                  "pred_id": [max(range(3), key=r[3 + seed].__getitem__) for r in mine]})
+            for c in range(3):
+                frame[f"p_{c}"] = [r[3 + seed][c] for r in mine]
+            folder = tmp_path / "casme2" / f"seed_{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(folder / f"{subject}.csv", index=False)
+    samples = Samples(pd.DataFrame({"dataset": "casme2", "db": "casme2", "subject": [r[0] for r in rows],
+                                    "clip": [r[1] for r in rows], "label_id": [r[2] for r in rows],
+                                    "path": "x.png"}), "image")
+    scores = _bench().seed_ensemble(tmp_path, samples, [0, 1])
+    # predictions 0, 1, 2, 1 against 0, 1, 2, 0: F1 per class 2/3, 2/3, 1; recall 1/2, 1, 1
+    assert scores["casme2"]["uf1_ens"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3, abs=1e-4)
+    assert scores["casme2"]["uar_ens"] == pytest.approx((0.5 + 1 + 1) / 3, abs=1e-4)
+    # one seed alone scores its own predictions: seed 1 says 1 for every clip (F1 0, 0.4, 0; recall 0, 1, 0)
+    alone = _bench().seed_ensemble(tmp_path, samples, [1])["casme2"]
+    assert alone["uf1_ens"] == pytest.approx(0.4 / 3, abs=1e-4) and alone["uar_ens"] == pytest.approx(1 / 3, abs=1e-4)
