@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from selfme.config import set_threads
 from selfme.extract.config import METHODS, ExtractConfig
 from selfme.extract.dataset import extract_dataset
 
@@ -46,6 +47,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    set_threads(config.threads)  # as the extract stage does: the motions' float sums follow the thread count
     summary = extract_dataset(args.manifest, args.out, config=config,
                               model_path=args.model if config.method == "selfme" else None,
                               metrics_path=args.metrics, plots_dir=args.plots, progress=not args.no_progress)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from selfme.config import set_threads
 from selfme.face.align import BORDERS
 from selfme.face.backends import BACKENDS
 from selfme.face.config import FRAME_MODES, GRAY_MODES, IMAGE_FORMATS, CropConfig
@@ -41,6 +42,7 @@ def print_summary(summary: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    set_threads(config.threads)  # as the crop stage does: the landmark networks' sums follow the thread count
     summary = crop_dataset(args.manifest, args.out, config=config, ground_truth=args.ground_truth,
                            force=args.force, progress=not args.no_progress)
     print_summary(summary)
