@@ -7,6 +7,9 @@ that spell a number are numbers, since YAML 1.1 reads ``1e-4`` as a string), bui
 sections recursively, and raises :class:`ParamsError`, whose message is one line naming the full
 dotted key: ``scvit.omega: expected a number, got 'abc'``. The stage scripts and the ``selfme``
 command turn it into that line on stderr and exit code 2 (``stages._params.guarded``, ``selfme.cli``).
+A field with a fixed set of string values is annotated ``Literal[...]`` (``Literal[CONSTANT]`` spreads a
+module's tuple of names); a :class:`Section` checks its Literal fields on construction too, so a config
+built in code is held to the same values, with the same did-you-mean message.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def _describe(tp: Any) -> str:
         return "null"
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return f"one of {list(typing.get_args(tp))}"
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
@@ -123,7 +126,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if any(value == a and type(value) is type(a) for a in allowed):
             return value
         hint = did_you_mean(value, [str(a) for a in allowed]) if isinstance(value, str) else ""
-        raise ParamsError(f"{key}: expected one of {list(allowed)}, got {value!r}{hint}")
+        raise ParamsError(f"{key}: expected {_describe(tp)}, got {value!r}{hint}")
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -191,10 +194,37 @@ def check_rules(rules: typing.Iterable[tuple[bool, str]]) -> None:
             raise ValueError(message)
 
 
+def check_literals(config: Any, *, prefix: str) -> None:
+    """Every field of the dataclass ``config`` annotated ``Literal[...]`` holds one of its values; else a
+    :class:`ParamsError` ``prefix.field: expected one of 'a', 'b', got 'x' (did you mean 'a'?)``."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        tp = hints.get(f.name)
+        if typing.get_origin(tp) is Literal:
+            coerce(getattr(config, f.name), tp, _join(prefix, f.name))
+
+
 class Section:
-    """Mixin of a params section's dataclass: ``Cls.from_mapping(section)`` names keys after ``SECTION``."""
+    """Mixin of a params section's dataclass: ``Cls.from_mapping(section)`` names keys after ``SECTION``;
+    construction checks the Literal fields (:func:`check_literals`) before the class's own
+    ``__post_init__``."""
 
     SECTION = ""
+
+    def __post_init__(self) -> None:
+        check_literals(self, prefix=self.SECTION)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "_checks_literals", False):
+            def __post_init__(self: Any) -> None:
+                check_literals(self, prefix=self.SECTION)
+                own(self)
+
+            __post_init__._checks_literals = True  # type: ignore[attr-defined]
+            __post_init__.__doc__ = own.__doc__
+            cls.__post_init__ = __post_init__  # type: ignore[method-assign]
 
     @classmethod
     def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, *, prefix: str | None = None) -> T:

@@ -67,11 +67,22 @@ def with_value(dotted: str, value):
     ("pretrain.head_motion.rotate_deg", "a lot", "pretrain.head_motion.rotate_deg: expected a number, got 'a lot'"),
     ("finetune.betas", [0.5], "finetune.betas: expected a list of 2 values, got [0.5]"),
     ("crop.dlib.upsampel", 2, "crop.dlib.upsampel: unknown key (did you mean 'upsample'?)"),
-    ("extract.dis.preset", "slow", "extract.dis.preset: expected one of ['ultrafast', 'fast', 'medium'], got 'slow'"),
+    ("extract.dis.preset", "slow", "extract.dis.preset: expected one of 'ultrafast', 'fast', 'medium', got 'slow'"),
     ("extract.tvl1.warps", 2.5, "extract.tvl1.warps: expected an integer, got 2.5"),
     ("motion_eval.variants.tvl1.gama", 2, "motion_eval.variants.tvl1.gama: unknown key (did you mean 'gamma'?)"),
     ("loso.seeds", [0, "one"], "loso.seeds[1]: expected an integer, got 'one'"),
     ("synth.fps", False, "synth.fps: expected an integer, got False"),
+    ("loso.class_weight", "balancd",
+     "loso.class_weight: expected one of 'none', 'balanced', got 'balancd' (did you mean 'balanced'?)"),
+    ("loso.protocol", "compsite",
+     "loso.protocol: expected one of 'per_dataset', 'composite', got 'compsite' (did you mean 'composite'?)"),
+    ("scvit.sc_form", "supcn", "scvit.sc_form: expected one of 'eq14', 'supcon', got 'supcn' (did you mean 'supcon'?)"),
+    ("scvit.sc_features", 3, "scvit.sc_features: expected one of 'patch_embed', 'last_block', got 3"),
+    ("crop.gray", "replicat", "crop.gray: expected one of 'keep', 'replicate', got 'replicat' (did you mean 'replicate'?)"),
+    ("crop.backend", "dlb", "crop.backend: expected one of 'dlib', 'face_alignment', got 'dlb' (did you mean 'dlib'?)"),
+    ("prepare.protocol", "megc", "prepare.protocol: expected one of 'megc3', 'casme2_5', got 'megc' (did you mean 'megc3'?)"),
+    ("extract.source_frame", "apx",
+     "extract.source_frame: expected one of 'onset', 'apex', got 'apx' (did you mean 'apex'?)"),
 ])
 def test_a_bad_key_or_value_is_one_line_naming_the_full_key(dotted, value, message):
     with pytest.raises(ParamsError) as info:
@@ -81,7 +92,7 @@ def test_a_bad_key_or_value_is_one_line_naming_the_full_key(dotted, value, messa
 
 
 def test_a_class_check_names_its_key_too():
-    with pytest.raises(ParamsError, match=r"^prepare\.apex_missing: expected one of \['spot', 'midpoint', 'drop'\]"):
+    with pytest.raises(ParamsError, match=r"^prepare\.apex_missing: expected one of 'spot', 'midpoint', 'drop', got 'guess'$"):
         load_section(with_value("prepare.apex_missing", "guess"), "prepare")
     with pytest.raises(ParamsError, match=r"^pretrain\.source: expected one of"):
         load_section(with_value("pretrain.source", "youtube"), "pretrain")
@@ -119,7 +130,7 @@ def test_coercion_follows_the_annotations():
            ({"count": True}, "toy.count: expected an integer, got True"),
            ({"count": 1, "scale": "fast"}, "toy.scale: expected a number, got 'fast'"),
            ({"count": 1, "name": 5}, "toy.name: expected a string or null, got 5"),
-           ({"count": 1, "mode": "c"}, "toy.mode: expected one of ['a', 'b'], got 'c'"),
+           ({"count": 1, "mode": "c"}, "toy.mode: expected one of 'a', 'b', got 'c'"),
            ({"count": 1, "sizes": "12"}, "toy.sizes: expected a list, got '12'"),
            ({"count": 1, "inner": 3}, "toy.inner: expected a mapping, got 3"),
            ({"count": 1, "inner": {"rat": 1}}, "toy.inner.rat: unknown key (did you mean 'rate'?)")]
@@ -166,3 +177,16 @@ def test_the_command_exits_2_with_one_line(tmp_path, capsys):
     assert main(["synth", "--config", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["selfme synth: error: synth.subjects: expected an integer, got 'eight'"]
+
+
+def test_a_section_built_in_code_checks_its_literal_fields_as_params_do():
+    from selfme.extract.config import ExtractConfig
+    from selfme.scvit.train import LosoConfig
+
+    with pytest.raises(ParamsError) as info:
+        LosoConfig(class_weight="balancd")
+    assert str(info.value) == "loso.class_weight: expected one of 'none', 'balanced', got 'balancd' (did you mean 'balanced'?)"
+    with pytest.raises(ParamsError, match=r"^motion\.method: expected one of 'selfme', 'tvl1', 'farneback', 'dis', "
+                                          r"got 'tvl' \(did you mean 'tvl1'\?\)$"):
+        ExtractConfig.from_mapping({}, method="tvl")
+    assert LosoConfig(class_weight="balanced", amp="bf16").amp == "bf16"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from selfme.config import ParamsError, Section, from_mapping
 from selfme.datasets.adapters import ADAPTERS
 from selfme.datasets.manifest import APEX_POLICIES
 from selfme.datasets.protocol import CLASSES
+
+PROTOCOL_NAMES = tuple(CLASSES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,12 +48,6 @@ class PrepareConfig(Section):
 
     SECTION = "prepare"
 
-    protocol: str = "megc3"
-    apex_missing: str = "spot"
+    protocol: Literal[PROTOCOL_NAMES] = "megc3"
+    apex_missing: Literal[APEX_POLICIES] = "spot"
     allow_missing_frames: bool = False
-
-    def __post_init__(self) -> None:
-        if self.protocol not in CLASSES:
-            raise ValueError(f"protocol: expected one of {sorted(CLASSES)}, got {self.protocol!r}")
-        if self.apex_missing not in APEX_POLICIES:
-            raise ValueError(f"apex_missing: expected one of {list(APEX_POLICIES)}, got {self.apex_missing!r}")

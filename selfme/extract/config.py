@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from selfme.config import Section, as_dict, check_keys, from_mapping
+from selfme.config import Section, as_dict, check_keys, coerce, from_mapping
 from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, FARNEBACK_DEFAULTS, DisParams, FarnebackParams
 from selfme.flow.tvl1 import TVL1Params
 
@@ -39,11 +39,11 @@ class ExtractConfig(Section):
 
     SECTION = "extract"
 
-    method: str = "selfme"
+    method: Literal[METHODS] = "selfme"
     gamma: float = 2.0
     bspline: bool = True
     ss_steps: int = 7
-    source_frame: str = "onset"
+    source_frame: Literal[SOURCE_FRAMES] = "onset"
     batch_size: int = 8
     device: str = "auto"
     plot_clips: int = 4
@@ -53,10 +53,6 @@ class ExtractConfig(Section):
     dis: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"motion.method must be one of {METHODS}, got {self.method!r}")
-        if self.source_frame not in SOURCE_FRAMES:
-            raise ValueError(f"extract.source_frame must be one of {SOURCE_FRAMES}, got {self.source_frame!r}")
         if not self.gamma > 0:
             raise ValueError(f"extract.gamma must be > 0, got {self.gamma}")
         if self.ss_steps < 0 or self.batch_size < 1 or self.plot_clips < 0 or self.threads < 0:
@@ -72,8 +68,8 @@ class ExtractConfig(Section):
         """From params.yaml's ``extract`` section (unknown keys and wrong types are a ParamsError naming
         the key), ``motion.method`` and overrides (a motion_eval variant's); a null flow sub-section is empty."""
         values = copy.deepcopy(dict(extract or {}))
-        if method is not None:
-            values["method"] = method
+        if method is not None:  # params.yaml's motion.method: a bad one is named as that key
+            values["method"] = coerce(method, Literal[METHODS], "motion.method")
         values.update(overrides)
         for key in ("tvl1", "farneback", "dis"):
             if key in values and values[key] is None:

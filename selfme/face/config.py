@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from selfme.config import Section, as_dict, from_mapping
 from selfme.face.align import BORDERS, AlignTarget
@@ -16,6 +16,7 @@ CROP_VERSION = 2  # 2: frames that disagree with both neighbours are left out or
 GRAY_MODES = ("keep", "replicate")
 FRAME_MODES = ("clip", "all")
 IMAGE_FORMATS = ("keep", "png", "jpg")
+BORDER_MODES = tuple(BORDERS)
 #: Backend options that change only speed or placement, not the crops.
 _RUNTIME_OPTIONS = {"device", "batch_size", "compile"}
 
@@ -72,15 +73,15 @@ class CropConfig(Section):
 
     SECTION = "crop"
 
-    backend: str = "dlib"
+    backend: Literal[BACKENDS] = "dlib"
     size: int = 128
     eye_distance: float = 0.34
     eye_y: float = 0.37
-    gray: str = "keep"
-    frames: str = "clip"
-    image_format: str = "keep"
+    gray: Literal[GRAY_MODES] = "keep"
+    frames: Literal[FRAME_MODES] = "clip"
+    image_format: Literal[IMAGE_FORMATS] = "keep"
     jpeg_quality: int = 95
-    border: str = "replicate"
+    border: Literal[BORDER_MODES] = "replicate"
     detect_max_side: int = 640
     drift_check_frames: int = 2
     drift_warn_px: float = 4.0
@@ -92,11 +93,6 @@ class CropConfig(Section):
     face_alignment: dict[str, Any] = field(default_factory=_face_alignment_defaults)
 
     def __post_init__(self) -> None:
-        checks = [("backend", BACKENDS), ("gray", GRAY_MODES), ("frames", FRAME_MODES),
-                  ("image_format", IMAGE_FORMATS), ("border", tuple(BORDERS))]
-        for name, allowed in checks:
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"crop.{name} must be one of {list(allowed)}, not {getattr(self, name)!r}")
         if not 0.0 <= self.corrupt_area <= 1.0:
             raise ValueError(f"crop.corrupt_area is a fraction in [0, 1], not {self.corrupt_area}")
         if not 0.0 <= self.max_failure_rate <= 1.0:

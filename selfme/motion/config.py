@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from selfme.config import ParamsError, Section, as_dict, check_keys, from_mapping
 
@@ -127,7 +127,7 @@ class StageData:
     frames of the apex. init: initial weights. repeats: pairs per video when pairs_per_epoch is null.
     """
 
-    source: str = "manifest"
+    source: Literal[SOURCES] = "manifest"
     data: str | list[str]
     voxceleb_split: str = "train"
     head_motion: HeadMotion | None = None
@@ -141,8 +141,6 @@ class StageData:
     vgg: VggConfig = field(default_factory=VggConfig)
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"source: expected one of {list(SOURCES)}, got {self.source!r}")
         if not self.data:
             raise ValueError("data: empty (a face-crop folder, a list of them, or the VoxCeleb folder)")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from selfme.config import Section
-from selfme.scvit.inputs import InputConfig
+from selfme.scvit.inputs import NORMALIZATIONS, InputConfig
 from selfme.scvit.losses import SC_FORMS
 from selfme.scvit.model import SC_FEATURES, SCViT
 from selfme.scvit.peers import PEERS, create_peer
@@ -61,31 +61,25 @@ class SCViTConfig(Section):
     channels: tuple[str, ...] = ("dx", "dy", "mag")
     motion_scale: float = 1.0
     strain_scale: float = 0.05
-    normalize: str = "fixed"
+    normalize: Literal[NORMALIZATIONS] = "fixed"
     omega: float = 0.1
     tau: float = 0.07
-    sc_features: str = "patch_embed"
+    sc_features: Literal[SC_FEATURES] = "patch_embed"
     sc_own_mirror: bool = True
-    sc_form: str = "eq14"
+    sc_form: Literal[SC_FORMS] = "eq14"
     head_hidden: int = 384
-    stem: str = "linear"
+    stem: Literal[STEMS] = "linear"
     stem_channels: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
-        if self.sc_form not in SC_FORMS:
-            raise ValueError(f"scvit.sc_form must be one of {SC_FORMS}, got {self.sc_form!r}")
         if self.head_hidden < 0:
             raise ValueError(f"scvit.head_hidden must be >= 0, got {self.head_hidden}")
-        if self.sc_features not in SC_FEATURES:
-            raise ValueError(f"scvit.sc_features must be one of {SC_FEATURES}, got {self.sc_features!r}")
         if self.omega < 0 or self.tau <= 0:
             raise ValueError(f"scvit.omega must be >= 0 and scvit.tau > 0 (got {self.omega}, {self.tau})")
         if self.pretrained and (self.embed_dim is not None or self.num_heads is not None):
             raise ValueError("scvit.embed_dim / scvit.num_heads overrides need scvit.pretrained: false "
                              "(ImageNet weights fix the width)")
-        if self.stem not in STEMS:
-            raise ValueError(f"scvit.stem must be one of {STEMS}, got {self.stem!r}")
         if self.pretrained and (self.model_name in PEERS or self.stem != "linear"):
             raise ValueError(f"scvit.model_name {self.model_name} with scvit.stem {self.stem} has no ImageNet "
                              f"weights: set scvit.pretrained: false")

@@ -32,13 +32,6 @@ SYNC_MODES = ("step", "epoch")
 NUMERIC_DEFAULTS: dict[str, Any] = {"amp": "none", "channels_last": False, "compile": False, "sync": "step"}
 
 
-def check_fast_settings(*, amp: str, sync: str) -> None:
-    if amp not in AMP_MODES:
-        raise ValueError(f"loso.amp must be one of {AMP_MODES}, got {amp!r}")
-    if sync not in SYNC_MODES:
-        raise ValueError(f"loso.sync must be one of {SYNC_MODES}, got {sync!r}")
-
-
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
     if amp == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -13,7 +13,7 @@ import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch
 from selfme.config import Section, check_rules
 from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.augment import augment
-from selfme.scvit.fast import NUMERIC_DEFAULTS, EpochSums, autocast, check_fast_settings, training_forward
+from selfme.scvit.fast import AMP_MODES, NUMERIC_DEFAULTS, SYNC_MODES, EpochSums, autocast, training_forward
 from selfme.scvit.losses import SCViTLoss
 from selfme.scvit.model import SCViT
 
@@ -70,9 +70,9 @@ class LosoConfig(Section):
     hflip: float = 0.0
     shift_px: int = 0
     label_smoothing: float = 0.0
-    class_weight: str = "none"
+    class_weight: Literal[CLASS_WEIGHTS] = "none"
     seeds: tuple[int, ...] = (0,)
-    protocol: str = "per_dataset"
+    protocol: Literal[PROTOCOLS] = "per_dataset"
     workers: int = 1
     device: str = "auto"
     threads: int = 1
@@ -80,8 +80,8 @@ class LosoConfig(Section):
     stack_folds: int = 1
     ensemble: int = 1
     resident: bool = False
-    sync: str = "step"
-    amp: str = "none"
+    sync: Literal[SYNC_MODES] = "step"
+    amp: Literal[AMP_MODES] = "none"
     channels_last: bool = False
     compile: bool = False
 
@@ -99,8 +99,6 @@ class LosoConfig(Section):
                      (self.workers >= 1, f"loso.workers must be >= 1, got {self.workers}"),
                      (self.stack_folds >= 1, f"loso.stack_folds must be >= 1, got {self.stack_folds}"),
                      (self.threads >= 0, f"loso.threads must be >= 0, got {self.threads}")])
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ValueError(f"loso.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.ensemble < 1:
             raise ValueError(f"loso.ensemble is the number of models per run (>= 1), got {self.ensemble}")
         if isinstance(self.seeds, (str, bytes)) or not isinstance(self.seeds, (list, tuple)) or not self.seeds:
@@ -109,9 +107,6 @@ class LosoConfig(Section):
         if len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise ValueError(f"loso.seeds must be distinct non-negative integers, got {list(self.seeds)}")
         object.__setattr__(self, "seeds", seeds)
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"loso.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        check_fast_settings(amp=self.amp, sync=self.sync)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
