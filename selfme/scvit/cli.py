@@ -27,7 +27,8 @@ from selfme.datasets import class_names
 from selfme.io import write_json
 from selfme.metrics.aggregate import mean_pm_std
 from selfme.scvit.factory import SCViTConfig
-from selfme.scvit.loso import LosoResult, run_loso, timing_report
+from selfme.scvit.loso import LosoResult, run_loso
+from selfme.scvit.results import timing_report
 from selfme.scvit.sources import Samples, combine_samples, load_samples
 from selfme.scvit.train import PROTOCOLS, LosoConfig
 

@@ -10,11 +10,11 @@ its own folds and a changed parameter redoes every fold. Runs go one after anoth
 processes (CPU: each with cores / workers threads; CUDA: worker k on visible GPU k mod n_gpus). Then,
 per dataset, each seed's MEGC2019 log and ``scores.json``: UF1/UAR pooled over the folds per seed
 (MEGC2019), mean and sample std over the seeds, and ``excluded.csv`` listing the dataset's samples the
-source left out (``selfme.scvit.screening``; absent when none). Parallel workers read the inputs from
-``<out>/<dataset>/.work/`` (``<out>/.work/`` for several datasets), removed when the runs end and at the
-start of the next run (after a kill). Run times and the device are not written into the results (the
-same parameters give byte-identical results): they are logged and returned (``LosoResult.timings``;
-``timing_report`` for a timing file outside the results).
+source left out (``selfme.scvit.screening``; absent when none; written by ``selfme.scvit.results``).
+Parallel workers read the inputs from ``<out>/<dataset>/.work/`` (``<out>/.work/`` for several datasets),
+removed when the runs end and at the start of the next run (after a kill). Run times and the device are
+not written into the results (the same parameters give byte-identical results): they are logged and
+returned (``LosoResult.timings``; ``selfme.scvit.results.timing_report`` for a timing file outside them).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -33,14 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from selfme.io import write_csv, write_json
-from selfme.metrics import write_megc_log
+from selfme.io import write_csv
 from selfme.metrics.aggregate import seed_scores, summarise
 from selfme.scvit.factory import SCViTConfig
 from selfme.scvit.folds import (Fold, clean_dataset_dir, collect_predictions, fold_key, is_done, loso_folds,
                                 run_seed, run_threads, seed_dir, weights_identity, write_fold_record)
 from selfme.scvit.inputs import HORIZONTAL
-from selfme.scvit.screening import no_exclusions
+from selfme.scvit.results import LosoResult, write_dataset_results
 from selfme.scvit.sources import Samples, build_inputs
 from selfme.device import resolve_device
 from selfme.scvit.stacked import ensemble_of
@@ -58,19 +56,6 @@ class FoldRun(NamedTuple):
     @property
     def label(self) -> tuple[int, str, str]:
         return (self.seed, self.fold.dataset, self.fold.subject)
-
-
-@dataclass(frozen=True)
-class LosoResult:
-    summary: dict[str, dict[str, Any]]   # summary.json's schema: per dataset, average, composite (several)
-    per_seed: pd.DataFrame               # scope, seed, uf1, uar, n_samples, n_folds
-    predictions: pd.DataFrame            # seed, dataset, db, subject, clip, gt, pred
-    ran: tuple[tuple[int, str, str], ...]       # (seed, dataset, subject) trained now
-    skipped: tuple[tuple[int, str, str], ...]   # (seed, dataset, subject) already done
-    seconds: float
-    timings: tuple[dict[str, Any], ...] = ()     # per run trained now: seed, dataset, subject, seconds, device
-    excluded: pd.DataFrame = field(default_factory=no_exclusions)  # samples the source left out
-    execution: dict[str, Any] = field(default_factory=dict)        # loso's execution-only keys of the call
 
 
 def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: SCViTConfig, config: LosoConfig,
@@ -285,43 +270,12 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
     per_seed = seed_scores(predictions, num_classes)
     summary = summarise(per_seed)
     for dataset in datasets:
-        _write_dataset(out, dataset, predictions=predictions, per_seed=per_seed, summary=summary,
+        write_dataset_results(out, dataset, predictions=predictions, per_seed=per_seed, summary=summary,
                        excluded=samples.excluded, protocol=config.protocol)
     timings = tuple({k: o[k] for k in ("base_seed", "dataset", "subject", "seconds", "device")} for o in outcomes)
     return LosoResult(summary, per_seed, predictions, tuple(run.label for run in todo), skipped,
                       time.perf_counter() - start, timings, samples.excluded,
                       {k: getattr(config, k) for k in config.EXECUTION_KEYS})
-
-
-def _write_dataset(out: Path, dataset: str, *, predictions: pd.DataFrame, per_seed: pd.DataFrame,
-                   summary: Mapping[str, Any], excluded: pd.DataFrame, protocol: str) -> None:
-    """A dataset's MEGC2019 log per seed, scores.json, and excluded.csv (only when it excluded samples)."""
-    own = predictions[predictions["dataset"] == dataset]
-    for seed, group in own.groupby("seed", sort=False):
-        write_megc_log(group, seed_dir(out, dataset, seed) / "megc_log.txt")
-    left_out = excluded[excluded["dataset"].astype(str) == dataset]
-    seeds = per_seed[per_seed["scope"] == dataset]
-    write_json(out / dataset / "scores.json", {
-        **summary[dataset], "db": str(own["db"].iloc[0]), "protocol": protocol, "n_excluded": len(left_out),
-        "per_seed": {str(s): {"uf1": round(u, 6), "uar": round(r, 6)}
-                     for s, u, r in zip(seeds["seed"], seeds["uf1"], seeds["uar"])}})
-    if len(left_out):
-        write_csv(out / dataset / "excluded.csv", left_out)
-        log.warning("loso: %d sample(s) of %s excluded, listed in %s", len(left_out), dataset,
-                    out / dataset / "excluded.csv")
-    else:
-        (out / dataset / "excluded.csv").unlink(missing_ok=True)
-
-
-def timing_report(result: LosoResult) -> dict[str, Any]:
-    """Run times and host facts of a LOSO call, for a timing file outside the results (they differ
-    between identical runs, so they never go into the results or the metrics)."""
-    return {"seconds": round(result.seconds, 2), "ran": len(result.ran), "skipped": len(result.skipped),
-            "loso": result.execution,
-            "host": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                     "torch_threads": torch.get_num_threads(),
-                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-            "runs": list(result.timings)}
 
 
 def _log_fold(outcome: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from selfme.datasets.config import PrepareConfig
 from selfme.io import write_json
 from selfme.scvit.cli import loso, pipeline_samples, print_result
 from selfme.scvit.factory import SCViTConfig
-from selfme.scvit.loso import timing_report
+from selfme.scvit.results import timing_report
 from selfme.scvit.train import LosoConfig
 
 
