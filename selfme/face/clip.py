@@ -14,15 +14,15 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from selfme.datasets.frames import index_frames, looks_gray
 from selfme.face import records as R
-from selfme.face.align import align_eyes, warp, warp_displacement
+from selfme.face.align import align_eyes, warp_displacement
 from selfme.face.config import CropConfig
 from selfme.face.consistency import describe, inconsistent_fraction, outlier_frames, references, thumbnail
-from selfme.face.job import ClipJob, drift_frame_numbers, output_name, plain, select_frames
+from selfme.face.frame import FrameColorError, FrameSizeError, warp_frame
+from selfme.face.job import ClipJob, drift_frame_numbers, plain, select_frames
 from selfme.face.landmarks import Face, LandmarkBackend, eye_centres, largest_face
 from selfme.face.readers import CorruptFrame, read_frame
 from selfme.face.records import ClipFailed, ClipResult, Problem
@@ -30,15 +30,6 @@ from selfme.face.stamp import clip_key, read_stamp, write_stamp
 from selfme.io import atomic_dir, write_npy
 
 log = logging.getLogger(__name__)
-
-
-class FrameSizeError(ValueError):
-    """A frame whose size differs from the onset frame's."""
-
-
-class FrameColorError(ValueError):
-    """A frame of a colour clip whose colour mode differs from the onset's (a grey frame read as colour
-    is a frame unlike the others, and the motion to it is spurious)."""
 
 
 class ClipCropper:
@@ -151,7 +142,7 @@ class ClipCropper:
 
         with atomic_dir(job.out_dir) as tmp:
             onset_gray = gray or looks_gray(thumbnail(onset_image))
-            futures = {n: self.pool.submit(self._warp_frame, path, tmp, matrix, (h, w), gray, onset_gray)
+            futures = {n: self.pool.submit(warp_frame, path, tmp, matrix, (h, w), gray, onset_gray, config=cfg)
                        for n, path in selected.items()}
             written = self._collect(job, selected, futures, tmp, f"{w}x{h}", warnings)
             gt_written = self._ground_truth(job, gt_in, matrix, (h, w), warnings)
@@ -219,30 +210,6 @@ class ClipCropper:
                 f"the onset frame is {onset_size} but {len(size_errors)} frame(s) differ: "
                 + "; ".join(size_errors[:5])))
         return list(written.items())
-
-    def _warp_frame(self, path: Path, folder: Path, matrix: np.ndarray, shape: tuple[int, int], gray: bool,
-                    onset_gray: bool) -> tuple[str, np.ndarray]:
-        """Read, check size and colour mode (those of the onset), warp and write one frame (runs on a pool
-        thread; OpenCV releases the GIL); returns the written name and the source's thumbnail."""
-        cfg = self.config
-        image = read_frame(path, gray=gray)
-        if image.shape[:2] != shape:
-            raise FrameSizeError(f"{path.name} is {image.shape[1]}x{image.shape[0]}")
-        thumb = thumbnail(image)
-        if not gray and looks_gray(thumb) != onset_gray:
-            modes = ("grey", "in colour") if onset_gray else ("in colour", "grey")
-            raise FrameColorError(f"{path.name} is {modes[1]}, the onset frame {modes[0]}")
-        crop = warp(image, matrix, cfg.size, border=cfg.border)
-        if gray and cfg.gray == "replicate":
-            crop = np.repeat(crop[:, :, None], 3, axis=2)
-        name = output_name(path, cfg.image_format)
-        suffix = Path(name).suffix.lower()
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(cfg.jpeg_quality)] if suffix in {".jpg", ".jpeg"} else []
-        ok, buf = cv2.imencode(suffix, crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise ValueError(f"could not encode {name}")
-        (folder / name).write_bytes(buf.tobytes())
-        return name, thumb
 
     def _drift(self, job: ClipJob, face: Face, matrix: np.ndarray, numbers: list[int],
                images: list[np.ndarray], warnings: list[Problem]) -> float:
