@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import logging
 import sys
@@ -33,12 +32,15 @@ from typing import Any
 import torch
 import yaml
 
+from selfme.cache import code_digest, item_key, read_record, write_record
 from selfme.extract import evaluate_methods
-from selfme.io import write_csv, write_json
+from selfme.io import file_sha256, write_csv
 from selfme.motion.holdout import held_out_clips, load_face_manifests, resolve_face_data
 from selfme.motion.pipeline import run_stage
 
 BASELINES = {"tvl1": {"method": "tvl1"}, "farneback": {"method": "farneback"}, "dis": {"method": "dis"}}
+#: The module whose import closure computes the baselines (its code digest keys the cached figures).
+BASELINES_MODULE = "selfme.extract.evaluate"
 
 
 def apply_override(params: dict[str, Any], assignment: str) -> None:
@@ -63,16 +65,24 @@ def held_out_manifest(params: dict[str, Any], folder: Path) -> Path:
     return path
 
 
+def baselines_key(manifest: Path, extract: dict[str, Any]) -> str:
+    """The cache key of the baselines (``selfme.cache``): the variants, extract params and torch threads,
+    the held-out clip list's digest and the code digest of the motion_eval code that scores them."""
+    return item_key(params={"variants": BASELINES, "extract": extract, "threads": torch.get_num_threads()},
+                    inputs={"manifest": file_sha256(manifest)}, code=code_digest(BASELINES_MODULE))
+
+
 def baselines(manifest: Path, extract: dict[str, Any], cache: Path) -> dict[str, Any]:
-    """Classical flows and zero motion on the held-out clips (cached by the clip list and extract params)."""
-    key = hashlib.sha256(manifest.read_bytes() + json.dumps(extract, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache / f"motion_study_baselines_{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+    """Classical flows and zero motion on the held-out clips, cached under :func:`baselines_key`."""
+    key = baselines_key(manifest, extract)
+    path = cache / f"motion_study_baselines_{key[:12]}.json"
+    record = read_record(path, key)
+    if record is not None:
+        return {k: v for k, v in record.items() if k != "key"}
     result = evaluate_methods(manifest, BASELINES, extract=extract, progress=False)
     out = {"zero": result["zero_motion_epe"], "clips": result["clips"],
            **{name: v["epe"] for name, v in result["variants"].items()}}
-    write_json(path, out)
+    write_record(path, out, key=key)
     return out
 
 
