@@ -11,7 +11,8 @@ those 3 seeds' models (mean softmax per sample). A script, not a test.
 Writes metrics/realflow.json (results only), metrics/realflow.md (the README's table) and, apart,
 metrics/timing/realflow.json (wall seconds per cell; git-ignored), after every cell. --tune writes
 metrics/realflow_tuning.json (timing/realflow_tuning.json). Fold results go to
-results/realflow/<row>/<protocol>/ and are reused on a rerun with the same parameters, data and LOSO
+bench/out/realflow/<row>/<protocol>/ (git-ignored; not under results/, which the
+aggregate stage hashes) and are reused on a rerun with the same parameters, data and LOSO
 code (--fresh deletes them first, for timing). Exits 0 with a message when ../shared/realdata is absent.
 
 Every row is a params file plus overrides, the same harness (selfme.scvit.loso.run_loso) and the last
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="cells run at a time, one torch thread each")
     p.add_argument("--tune", action="store_true", help="the recipe's tuning candidates on CASME II instead")
     p.add_argument("--fresh", action="store_true", help="delete earlier fold results of the cells first")
-    p.add_argument("--out", default=str(REPO / "results" / "realflow"))
+    p.add_argument("--out", default=str(REPO / "bench" / "out" / "realflow"))  # not results/: aggregate hashes it
     p.add_argument("--metrics", default=str(REPO / "metrics"))
     args = p.parse_args(argv)
     if not (REALDATA / "composite_flow_28px").is_dir():
