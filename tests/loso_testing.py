@@ -61,6 +61,21 @@ def image_folder(root: Path, samples: Sequence[tuple[str, str, str, int]]) -> tu
     return images, labels
 
 
+def random_samples(root: Path):
+    """4 subjects x 3 clips (label = clip index) of random 8 x 8 (dx, dy) fields as LOSO ``Samples``."""
+    from selfme.scvit.sources import Samples
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(4):
+        for c in range(3):
+            path = root / f"s{s}_c{c}.npy"
+            np.save(path, rng.normal(size=(8, 8, 2)).astype(np.float32))
+            rows.append({"db": "casme2", "subject": f"s{s}", "clip": f"c{c}", "label_id": c, "path": str(path)})
+    frame = pd.DataFrame(rows).assign(dataset="casme2")
+    return Samples(frame[["db", "dataset", "subject", "clip", "label_id", "path"]], "motion")
+
+
 def run(samples, out, scvit=None, loso=None, datasets=None):
     return run_loso(samples, out=out, model_config=SCViTConfig(**{**SCVIT, **(scvit or {})}),
                     config=LosoConfig(**{**LOSO, **(loso or {})}), num_classes=3, datasets=datasets,

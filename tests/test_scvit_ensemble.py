@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from loso_testing import random_samples
 from selfme.scvit import SCViTConfig
 from selfme.scvit.model import SoftmaxEnsemble
 from selfme.scvit.stacked import ensemble_of
@@ -68,17 +69,10 @@ def test_ensemble_parameter_seeds_and_key():
 def test_loso_ensemble_writes_the_mean_of_its_members(tmp_path, stack_folds):
     from selfme.scvit.folds import loso_folds, run_seed
     from selfme.scvit.loso import run_loso
-    from selfme.scvit.sources import Samples, build_inputs
+    from selfme.scvit.sources import build_inputs
 
-    rng = np.random.default_rng(0)
-    rows = []
-    for s in range(4):
-        for c in range(3):
-            path = tmp_path / f"s{s}_c{c}.npy"
-            np.save(path, rng.normal(size=(8, 8, 2)).astype(np.float32))
-            rows.append({"db": "casme2", "subject": f"s{s}", "clip": f"c{c}", "label_id": c, "path": str(path)})
-    frame = pd.DataFrame(rows).assign(dataset="casme2")
-    samples = Samples(frame[["db", "dataset", "subject", "clip", "label_id", "path"]], "motion")
+    samples = random_samples(tmp_path)
+    frame = samples.frame
     model_config = SCViTConfig(**TINY, channels=("dx", "dy"))
     config = LosoConfig(epochs=2, batch_size=4, lr=1e-2, seeds=(0,), ensemble=2, stack_folds=stack_folds)
     run_loso(samples, out=tmp_path / "ens", model_config=model_config, config=config, num_classes=3, progress=False)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from loso_testing import random_samples
 from selfme.scvit import SCViTConfig, symmetric_contrastive_loss
 from selfme.scvit.stacked import masked_cross_entropy, masked_sc_loss, train_folds_stacked
 from selfme.scvit.train import LosoConfig, train_fold
@@ -71,17 +72,8 @@ def test_stacked_training_matches_the_plain_per_fold_path():
 
 def test_stacked_loso_writes_the_plain_predictions(tmp_path):
     from selfme.scvit.loso import run_loso
-    from selfme.scvit.sources import Samples
 
-    rng = np.random.default_rng(0)
-    rows = []
-    for s in range(4):
-        for c in range(3):
-            path = tmp_path / f"s{s}_c{c}.npy"
-            np.save(path, rng.normal(size=(8, 8, 2)).astype(np.float32))
-            rows.append({"db": "casme2", "subject": f"s{s}", "clip": f"c{c}", "label_id": c, "path": str(path)})
-    frame = pd.DataFrame(rows).assign(dataset="casme2")
-    samples = Samples(frame[["db", "dataset", "subject", "clip", "label_id", "path"]], "motion")
+    samples = random_samples(tmp_path)
     model_config = SCViTConfig(**TINY, channels=("dx", "dy"))
     base = dict(epochs=2, batch_size=4, lr=1e-2, hflip=0.5, seeds=(0,))
     plain = run_loso(samples, out=tmp_path / "plain", model_config=model_config, config=LosoConfig(**base),
