@@ -8,22 +8,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 import pandas as pd
-import pytest
-import torch
-
+from motion_testing import one_torch_thread  # noqa: F401  (the one thread fixture, re-exported)
 from selfme.scvit import LosoConfig, SCViTConfig, run_loso
 
 SCVIT = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32, num_heads=2,
              pretrained=False, omega=0.1, tau=0.07)
 LOSO = dict(epochs=2, batch_size=4, lr=1e-3, gamma_lr=0.9, seeds=[0], workers=1, device="cpu", threads=1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def motion_index(root: Path, subjects: Sequence[str] = ("s1", "s2", "s3"), clips: int = 3, *,
