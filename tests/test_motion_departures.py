@@ -126,6 +126,31 @@ def test_pixel_only_loss_builds_no_vgg_and_sums_eq8():
         MotionLearner(config=tiny_motion(), losses={"perceptual": 0, "pixel": 0})
 
 
+def test_warp_loss_is_the_pixel_pyramid_of_the_warped_source_and_trains_the_motion_only():
+    """loss.warp: mean |D_s(source warped by the dense motion) - D_s(target)| over the scales, added to Eq. 8
+    with its weight; its gradient reaches the keypoints and the dense motion but not the decoder."""
+    torch.manual_seed(0)
+    model = MotionLearner(config=tiny_motion(), losses={"perceptual": 0, "pixel": 3.0, "warp": 5.0,
+                                                        "equivariance": 2.0, "scales": [1, 0.5]})
+    source, target = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    out = model(source, target, rng=torch.Generator().manual_seed(0))
+    pyramid = PyramidL1Loss(scales=[1, 0.5])
+    assert out["loss_warp"].item() == pytest.approx(pyramid(out["deformed"], target).item(), rel=1e-6)
+    assert out["loss_warp"].item() != pytest.approx(out["loss_pixel"].item(), rel=1e-3)  # not the reconstruction
+    assert out["loss"].item() == pytest.approx(3.0 * out["loss_pixel"].item() + 5.0 * out["loss_warp"].item()
+                                               + 2.0 * out["loss_equivariance"].item(), rel=1e-6)
+    model.zero_grad()
+    out["loss_warp"].backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    image_networks = [g for n, g in grads.items()  # the generator's encoder, bottleneck and decoder
+                      if n.startswith("generator.") and not n.startswith("generator.dense_motion_network.")]
+    assert image_networks and all(g is None or not g.any() for g in image_networks)
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("kp_detector."))
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "dense_motion_network." in n)
+    off = MotionLearner(config=tiny_motion(), losses={"perceptual": 0, "pixel": 1.0, "scales": [1]})
+    assert off(source, target, rng=torch.Generator().manual_seed(0))["loss_warp"].item() == 0.0
+
+
 def _video(n: int = 24, onset: int | None = 0, apex: int | None = 8) -> FrameFolder:
     return FrameFolder([Path(f"img{i}.jpg") for i in range(n)], "v", onset_index=onset, apex_index=apex)
 

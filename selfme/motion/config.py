@@ -86,11 +86,13 @@ class MotionConfig(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
-    """Eq. 8's weights (``pixel``: a departure, the same pyramid in pixel space; ``equivariance_jacobian``:
-    FOMM's Jacobian term) and the losses' settings (pyramid scales, VGG layer weights, the random TPS)."""
+    """Eq. 8's weights (``pixel``: a departure, the same pyramid in pixel space; ``warp``: a departure, the
+    same pixel pyramid on the source warped by the dense motion alone; ``equivariance_jacobian``: FOMM's
+    Jacobian term) and the losses' settings (pyramid scales, VGG layer weights, the random TPS)."""
 
     perceptual: float = 10.0
     pixel: float = 0.0
+    warp: float = 0.0
     equivariance: float = 10.0
     equivariance_jacobian: float = 10.0
     scales: tuple[int | float, ...] = (1, 0.5, 0.25, 0.125)

@@ -39,7 +39,9 @@ PAPER_ARCHITECTURE: dict[str, Any] = {
 }
 #: Eq. 8's weights and the losses' settings (:class:`selfme.motion.config.LossConfig`). ``pixel`` (a departure,
 #: default 0): weight of the same pyramid in pixel space (:class:`selfme.motion.losses.PyramidL1Loss`); with
-#: ``perceptual: 0`` no VGG is built. ``equivariance_jacobian``: FOMM's Jacobian equivariance weight.
+#: ``perceptual: 0`` no VGG is built. ``warp`` (a departure, default 0): weight of that pixel pyramid between
+#: the source warped by the dense motion alone (the generator's ``deformed``) and the target, so that the
+#: motion, not the generator's decoder, has to explain the change. ``equivariance_jacobian``: FOMM's Jacobian equivariance weight.
 LOSS_DEFAULTS: dict[str, Any] = as_dict(LossConfig())
 
 
@@ -81,7 +83,7 @@ class MotionLearner(nn.Module):
         lc = self.loss_config
         if lc is not None and not (lc["perceptual"] or lc["pixel"]):
             raise ValueError("loss: perceptual and pixel are both 0: no reconstruction loss (Eq. 6)")
-        if lc is not None and lc["pixel"]:
+        if lc is not None and (lc["pixel"] or lc["warp"]):
             self.pixel = PyramidL1Loss(scales=lc["scales"], num_channels=c["num_channels"])
         if lc is not None and lc["perceptual"]:
             vgg = dict(vgg or {})
@@ -120,7 +122,7 @@ class MotionLearner(nn.Module):
                 rng: torch.Generator | None = None, with_losses: bool = True) -> dict[str, torch.Tensor]:
         """source, target [B, 3, H, W] in [0, 1] -> dict with prediction [B, 3, H, W], kp_source/kp_target
         [B, K, 2], displacement [B, 2, H/4, W/4] and the generator's other maps; with losses also
-        loss_perceptual (Eq. 6), loss_pixel, loss_equivariance (Eq. 7; plus FOMM's Jacobian term when the
+        loss_perceptual (Eq. 6), loss_pixel, loss_warp, loss_equivariance (Eq. 7; plus FOMM's Jacobian term when the
         detector has Jacobians) and loss (Eq. 8, the weighted sum)."""
         kp_source, jac_source = self.kp_detector.detect(source)  # [B, K, 2], [B, K, 2, 2] | None
         kp_target, jac_target = self.kp_detector.detect(target)
@@ -134,7 +136,8 @@ class MotionLearner(nn.Module):
         lc = self.loss_config
         zero = target.new_zeros((), dtype=torch.float32)
         loss_rec = self.perceptual(out["prediction"], target) if self.perceptual is not None else zero
-        loss_pix = self.pixel(out["prediction"], target) if self.pixel is not None else zero
+        loss_pix = self.pixel(out["prediction"], target) if lc["pixel"] else zero
+        loss_warp = self.pixel(out["deformed"], target) if lc["warp"] else zero
         loss_eq = loss_eq_jac = zero
         if lc["equivariance"] or (jac_target is not None and lc["equivariance_jacobian"]):
             transform = ThinPlateSpline.random(target.shape[0], sigma_affine=lc["sigma_affine"],
@@ -143,7 +146,8 @@ class MotionLearner(nn.Module):
             loss_eq, jac_term = equivariance_losses(self.kp_detector, target, kp_target, jac_target, transform)
             loss_eq_jac = jac_term if jac_term is not None else zero
         out["loss_perceptual"], out["loss_pixel"], out["loss_equivariance"] = loss_rec, loss_pix, loss_eq
-        out["loss"] = (lc["perceptual"] * loss_rec + lc["pixel"] * loss_pix  # Eq. 8
+        out["loss_warp"] = loss_warp
+        out["loss"] = (lc["perceptual"] * loss_rec + lc["pixel"] * loss_pix + lc["warp"] * loss_warp  # Eq. 8
                        + lc["equivariance"] * loss_eq + lc["equivariance_jacobian"] * loss_eq_jac)
         return out
 

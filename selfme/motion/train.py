@@ -161,12 +161,12 @@ def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_
                     desc: str, progress: bool) -> torch.Tensor:
     """One pass over ``loader``: Adam steps on the learner's loss. Returns the batch-size-weighted sums
     (float64, on the device: no host sync per step) of loss, perceptual, equivariance, reconstruction L1,
-    identity L1 and pixel terms, and the image count."""
+    identity L1, pixel and warp terms, and the image count."""
     from tqdm import tqdm
 
     device = run.device
     run.model.train()
-    sums = torch.zeros(7, dtype=torch.float64, device=device)
+    sums = torch.zeros(8, dtype=torch.float64, device=device)
     bar = tqdm(loader, desc=desc, disable=not progress or run.rank != 0, leave=False)
     for step, (source, target) in enumerate(bar):
         source = source.to(device, non_blocking=True)
@@ -182,7 +182,7 @@ def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_
                                  out["loss_equivariance"].float(),
                                  (out["prediction"].float() - target).abs().mean(),
                                  (source - target).abs().mean(), out["loss_pixel"].float(),
-                                 torch.ones((), device=device)]).double() * b
+                                 out["loss_warp"].float(), torch.ones((), device=device)]).double() * b
         if step % 10 == 0 and not bar.disable:
             bar.set_postfix(loss=f"{out['loss'].item():.4f}")
     return sums
@@ -190,10 +190,10 @@ def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_
 
 def epoch_record(sums: torch.Tensor, *, epoch: int, lr: float, seconds: float) -> dict[str, float]:
     """The history row of an epoch: means of the summed terms, lr, images and run times."""
-    s = (sums[:6] / sums[6].clamp_min(1)).tolist()
+    s = (sums[:7] / sums[7].clamp_min(1)).tolist()
     return {"epoch": epoch + 1, "loss": s[0], "perceptual": s[1], "equivariance": s[2],
-            "l1_reconstruction": s[3], "l1_identity": s[4], "pixel": s[5], "lr": lr, "images": float(sums[6]),
-            "seconds": seconds, "images_per_second": float(sums[6]) / max(seconds, 1e-9)}
+            "l1_reconstruction": s[3], "l1_identity": s[4], "pixel": s[5], "warp": s[6], "lr": lr,
+            "images": float(sums[7]), "seconds": seconds, "images_per_second": float(sums[7]) / max(seconds, 1e-9)}
 
 
 def _start_run(model: MotionLearner, config: TrainConfig, *, device: torch.device, rank: int, world: int,
