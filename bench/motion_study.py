@@ -12,7 +12,7 @@ clips of the SynthME crops from BOTH pretraining and fine-tuning (``split_holdou
 seed), trains pretrain then finetune with the project's own stage function (``run_stage``) into a
 scratch folder, and scores the fine-tuned learner on the held-out clips with the motion_eval code
 (:func:`selfme.extract.evaluate_methods`) at gamma 1. TV-L1 / Farneback / DIS and zero motion on the same
-clips are computed once per held-out set and cached beside the log. Appends one JSON line per run to
+clips are computed once per held-out set and cached in bench/out/motion_study (git-ignored). Appends one JSON line per run to
 ``--log``: EPE (all / face / expression, crop px), the held-out onset -> apex reconstruction L1 (the
 generator's output, the source warped by the dense motion, and the identity), and the CPU seconds.
 """
@@ -39,6 +39,8 @@ from selfme.motion.holdout import held_out_clips, load_face_manifests, resolve_f
 from selfme.motion.pipeline import run_stage
 
 BASELINES = {"tvl1": {"method": "tvl1"}, "farneback": {"method": "farneback"}, "dis": {"method": "dis"}}
+#: Where the baselines' figures are cached (git-ignored).
+CACHE = Path(__file__).resolve().parent / "out" / "motion_study"
 #: The module whose import closure computes the baselines (its code digest keys the cached figures).
 BASELINES_MODULE = "selfme.extract.evaluate"
 
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="motion_study_") as tmp:
         record = {"name": args.name, "set": args.set, "holdout": args.holdout,
                   **run(copy.deepcopy(params), holdout=args.holdout, work=Path(tmp),
-                        plots=Path(args.plots) if args.plots else None, cache=log_path.parent)}
+                        plots=Path(args.plots) if args.plots else None, cache=CACHE)}
     with log_path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
     b = record["baselines"]
