@@ -19,8 +19,9 @@ Every row is a params file plus overrides, the same harness (selfme.scvit.loso.r
 epoch of a fixed schedule; nothing is selected on a test subject. Every row trains single models
 (``loso.ensemble: 1``) for each seed; the recipe's own prediction, a 3-seed ensemble (``loso.ensemble:
 3`` with ``loso.seeds: [0]``: members = the single runs of base seeds 0, 1, 2), is the ensemble column
-of its rows. ViT / SCViT rows are the recipe's network and schedule with ViT's linear patch embedding
-and no augmentation or label smoothing. The STSTNet row is its published architecture, optimiser and
+of its rows. ViT / SCViT rows are the recipe's network and 30-epoch schedule with ViT's linear patch
+embedding and no augmentation or label smoothing. ``--rows`` runs some rows and keeps the others'
+results from the existing metrics/realflow.json. The STSTNet row is its published architecture, optimiser and
 batch size with the schedule shortened: 100 epochs at 8x the learning rate (configs/ststnet.yaml holds
 the published 800).
 """
@@ -44,18 +45,22 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SELFME_SHARED", REPO.parent / "shared")) / "realdata"
 SLICES = ("casme2", "smic", "composite")
 PROTOCOLS = ("per_dataset", "composite")
+#: configs/realflow.yaml's 30-epoch schedule, pinned in the rows and tuning candidates that were run with it
+E30 = ["loso.epochs=30", "loso.gamma_lr=0.94"]
+E60 = ["loso.epochs=60", "loso.gamma_lr=0.97"]  # twice the steps, the same overall decay (round 5's y1)
 E6 = ["loso.epochs=6", "loso.gamma_lr=0.734"]  # a 6-epoch schedule with t1's overall lr decay
 E12 = ["loso.epochs=12", "loso.gamma_lr=0.857"]
 #: ViT / SCViT rows: the recipe's network with ViT's linear E, no augmentation, SC where the paper reads it
-VIT = ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0",
+VIT = E30 + ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0",
        "scvit.sc_features=patch_embed"]
 #: key -> (label, params file, overrides)
 ROWS: dict[str, tuple[str, str, list[str]]] = {
     "recipe": ("recipe (configs/realflow.yaml, SC Eq. 14)", "configs/realflow.yaml", []),  # ensemble column
     "recipe_nosc": ("recipe, no SC (omega 0)", "configs/realflow.yaml",  # sc_features is moot without SC:
                     ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),  # the first session's runs stand
+    "recipe_e60": ("recipe with a 60-epoch schedule (round 5's winner on CASME II)", "configs/realflow.yaml", E60),
     "recipe_v1": ("recipe v1 (first session: SC after E)", "configs/realflow.yaml",
-                  ["scvit.sc_features=patch_embed"]),
+                  E30 + ["scvit.sc_features=patch_embed"]),
     "ststnet": ("STSTNet (published net, 100-epoch schedule)", "configs/ststnet.yaml",
                 ["loso.epochs=100", "loso.lr=4.0e-4", "loso.stack_folds=128"]),
     "vit": ("ViT (omega 0)", "configs/realflow.yaml", VIT + ["scvit.omega=0.0"]),
@@ -81,9 +86,15 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
     "x1_stem32": ("t1 with 32 stem filters", "configs/realflow.yaml", ["scvit.stem_channels=32"]),
     "x2_sc_last_block": ("t1 with the SC regions after the last block", "configs/realflow.yaml",
                          ["scvit.sc_features=last_block"]),
+    # fifth round: x2 (recipe v2) with one change each
+    "y1_e60": ("x2 with 60 epochs (lr decay 0.97 per epoch: the same overall decay)", "configs/realflow.yaml",
+               ["scvit.sc_features=last_block", "loso.epochs=60", "loso.gamma_lr=0.97"]),
+    "y2_width64": ("x2 with width 64 and 4 heads", "configs/realflow.yaml",
+                   ["scvit.sc_features=last_block", "scvit.embed_dim=64", "scvit.num_heads=4"]),
 }
-#: every candidate is relative to t1, the first session's recipe (SC after E); x2 moved SC after the last block
-TUNING = {k: (label, f, ["scvit.sc_features=patch_embed"] + o)
+#: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs); x2 moved SC after the
+#: last block (recipe v2, configs/realflow.yaml), y1 doubled its schedule (the leaderboard's recipe_e60 row)
+TUNING = {k: (label, f, ["scvit.sc_features=patch_embed"] + E30 + o)
           for k, (label, f, o) in _TUNING.items()}
 
 
@@ -161,6 +172,15 @@ def markdown(results: dict[str, Any], rows: dict[str, tuple[str, str, list[str]]
     return "\n".join(lines) + "\n"
 
 
+def kept_results(path: Path, table: dict[str, Any], running: set[str]) -> dict[str, Any]:
+    """The results of ``path`` (an earlier bench's JSON) for the rows of ``table`` not run now."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")).get("results", {})
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in earlier.items() if k in table and k not in running}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="*", default=None, help=f"rows to run (default all: {', '.join(ROWS)})")
@@ -190,20 +210,23 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     done: list[dict[str, Any]] = []
 
+    kept = kept_results(metrics / f"{name}.json", table, set(rows)) if args.rows else {}
+
     def write(total: float) -> None:  # after every cell, so an interrupted bench keeps what it finished
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {k: dict(v) for k, v in kept.items()}
         for cell in done:
             results.setdefault(cell["key"], {})[cell["protocol"]] = {"scores": cell["scores"],
                                                                      "params": cell["params"]}
+        shown = {k: table[k] for k in table if k in results or k in rows}
         write_json(metrics / f"{name}.json", {"seeds": args.seeds, "datasets": datasets, "labels": {
-            k: r[0] for k, r in rows.items()}, "complete": len(done) == len(cells), "results": results})
+            k: r[0] for k, r in shown.items()}, "complete": len(done) == len(cells), "results": results})
         timing = {"cells": [{k: c[k] for k in ("key", "protocol", "seconds", "trained", "skipped")} for c in done],
                   "total_seconds": round(total, 1), "jobs": args.jobs, "torch_threads_per_job": 1,
                   "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
                   "machine": platform.processor() or platform.machine()}
         write_json(metrics / "timing" / f"{name}.json", timing)  # timings apart from the results
         if not args.tune:
-            write_text(metrics / "realflow.md", markdown(results, rows, args.seeds))
+            write_text(metrics / "realflow.md", markdown(results, shown, args.seeds))
 
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
         futures = [pool.submit(run_cell, k, row, prot, args.seeds, datasets, args.out) for k, row, prot in cells]

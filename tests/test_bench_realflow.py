@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -46,3 +47,16 @@ def test_seed_ensemble_scores_the_mean_softmax(tmp_path):
     # one seed alone scores its own predictions: seed 1 says 1 for every clip (F1 0, 0.4, 0; recall 0, 1, 0)
     alone = _bench().seed_ensemble(tmp_path, samples, [1])["casme2"]
     assert alone["uf1_ens"] == pytest.approx(0.4 / 3, abs=1e-4) and alone["uar_ens"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_kept_results_are_the_earlier_rows_not_run_now(tmp_path):
+    """--rows runs some rows and keeps the others' earlier results, but only rows the table still has."""
+    bench = _bench()
+    earlier = {"results": {"a": {"composite": {"scores": 1}}, "b": {"per_dataset": {"scores": 2}},
+                           "gone": {"composite": {"scores": 3}}}}
+    path = tmp_path / "realflow.json"
+    path.write_text(json.dumps(earlier), encoding="utf-8")
+    table = {"a": ("A", "f", []), "b": ("B", "f", [])}
+    assert bench.kept_results(path, table, {"a"}) == {"b": {"per_dataset": {"scores": 2}}}
+    assert bench.kept_results(path, table, {"a", "b"}) == {}
+    assert bench.kept_results(tmp_path / "absent.json", table, set()) == {}
