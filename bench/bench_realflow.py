@@ -59,6 +59,8 @@ ROWS: dict[str, tuple[str, str, list[str]]] = {
     "recipe_nosc": ("recipe, no SC (omega 0)", "configs/realflow.yaml",  # sc_features is moot without SC:
                     ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),  # the first session's runs stand
     "recipe_e60": ("recipe with a 60-epoch schedule (round 5's winner on CASME II)", "configs/realflow.yaml", E60),
+    "recipe_e60_nosc": ("recipe with a 60-epoch schedule, no SC (omega 0)", "configs/realflow.yaml",
+                        E60 + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
     "recipe_v1": ("recipe v1 (first session: SC after E)", "configs/realflow.yaml",
                   E30 + ["scvit.sc_features=patch_embed"]),
     "ststnet": ("STSTNet (published net, 100-epoch schedule)", "configs/ststnet.yaml",
