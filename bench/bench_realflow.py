@@ -90,7 +90,7 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
                          ["scvit.sc_features=last_block"]),
     # fifth round: x2 (recipe v2) with one change each
     "y1_e60": ("x2 with 60 epochs (lr decay 0.97 per epoch: the same overall decay)", "configs/realflow.yaml",
-               ["scvit.sc_features=last_block", "loso.epochs=60", "loso.gamma_lr=0.97"]),
+               ["scvit.sc_features=last_block"] + E60),
     "y2_width64": ("x2 with width 64 and 4 heads", "configs/realflow.yaml",
                    ["scvit.sc_features=last_block", "scvit.embed_dim=64", "scvit.num_heads=4"]),
 }
