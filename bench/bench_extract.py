@@ -6,13 +6,15 @@ Farneback and DIS on the same onset/apex pairs (a script, not a test).
     python bench/bench_extract.py --model none --params params.yaml   # random learner of params.yaml's motion
     python bench/bench_extract.py --rounds 3       # methods timed in turn, 3 rounds, median (a busy machine)
     python bench/bench_extract.py --forms frozen eager plain   # the learner's forms side by side
+    python bench/bench_extract.py --amp none bf16              # float32 against bf16 autocast (extract.amp)
 
 Pairs are the onset/apex crops of data/faces/synthme/manifest.csv (repeated to --pairs), or, when that is
 absent, scikit-image's astronaut with a sub-pixel shift at --size. The learner is --model when the file
 exists; otherwise a randomly initialised one with the architecture of --params' ``motion`` section (or the
 paper's vox-256 one): weights do not change the cost. ``selfme`` runs the learner in its fastest form
 (``frozen``, selfme.extract.engine.LEARNER_FORMS); --forms adds rows ``selfme_eager`` / ``selfme_plain``
-for the other forms, timed in the same rounds. Prints pairs per second (wall clock) and the process's CPU
+for the other forms, timed in the same rounds; --amp bf16 adds ``selfme_bf16``, the fastest form under
+``extract.amp: bf16`` (its networks under bf16 autocast). Prints pairs per second (wall clock) and the process's CPU
 milliseconds per pair per method, side by side, and merges the result into --json (default
 metrics/bench.json, key ``extract``).
 """
@@ -23,13 +25,14 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from selfme.device import resolve_device
+from selfme.device import AMP_MODES, resolve_device
 from selfme.extract import ExtractConfig, MotionEngine
 from selfme.extract.engine import LEARNER_FORMS
 from selfme.io import read_image, write_json
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["selfme", "tvl1", "farneback", "dis"])
     parser.add_argument("--forms", nargs="+", default=["frozen"], choices=LEARNER_FORMS,
                         help="forms of the learner for selfme (row selfme = frozen, others selfme_<form>)")
+    parser.add_argument("--amp", nargs="+", default=["none"], choices=AMP_MODES,
+                        help="extract.amp values for selfme's fastest form (row selfme = none, selfme_bf16 = bf16)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default="metrics/bench.json", help="merged under the key 'extract'; '' = none")
     args = parser.parse_args(argv)
@@ -109,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             engines[method] = MotionEngine(config)
         for form in args.forms if method == "selfme" else ():
             engines["selfme" if form == "frozen" else f"selfme_{form}"] = MotionEngine(config, learner=learner, form=form)
+        for amp in [a for a in args.amp if a != "none"] if method == "selfme" else ():
+            engines[f"selfme_{amp}"] = MotionEngine(replace(config, amp=amp), learner=learner)
     times: dict[str, list[tuple[float, float]]] = {method: [] for method in engines}
     for r in range(max(1, args.rounds)):
         for method, engine in engines.items():

@@ -7,7 +7,8 @@ time limit, so a part that fails or runs out of time is reported as such and the
 
 * extract: motion pairs per second at 256 x 256 (bench/bench_extract.py, random paper-architecture
   learner): the learned motion (learner + B-spline + scaling and squaring) and the torch TV-L1 on the
-  device, and the torch TV-L1 on the CPU (all its cores); without CUDA also their ratio by the process's
+  device, and the torch TV-L1 on the CPU (all its cores); the learned motion both in float32 and under
+  ``extract.amp: bf16`` (its networks in bf16 autocast); without CUDA also their ratios by the process's
   CPU time per pair (on cores shared with other jobs the wall-clock ratio moves with their load);
 * loso: 24-fold LOSO wall time on a CASME II-sized synthetic set (bench/bench_loso.py), plain against
   the fastest settings;
@@ -42,7 +43,7 @@ PLAIN = {"stack_folds": 1, "resident": False, "sync": "step", "amp": "none", "ch
 def plan(cuda: bool, workers: int) -> dict[str, dict[str, Any]]:
     """Each part: the commands (script, arguments, JSON file) and the time limit in seconds."""
     if cuda:
-        extract = [("bench_extract.py", ["--device", "cuda", "--methods", "selfme", "tvl1", "--pairs", "256",
+        extract = [("bench_extract.py", ["--device", "cuda", "--methods", "selfme", "tvl1", "--amp", "none", "bf16", "--pairs", "256",
                                          "--batch-size", "64", "--warmup", "1", "--rounds", "2"], "extract_device.json"),
                    ("bench_extract.py", ["--device", "cpu", "--methods", "tvl1", "--pairs", "8", "--batch-size", "8",
                                          "--warmup", "1", "--rounds", "2"], "extract_cpu.json")]
@@ -50,7 +51,7 @@ def plan(cuda: bool, workers: int) -> dict[str, dict[str, Any]]:
         motion = ["--batch-size", "40", "--steps", "10", "--warmup", "3"]
         limits = {"extract": 100, "loso": 270, "motion": 90}
     else:
-        extract = [("bench_extract.py", ["--device", "cpu", "--methods", "selfme", "tvl1", "--pairs", "8",
+        extract = [("bench_extract.py", ["--device", "cpu", "--methods", "selfme", "tvl1", "--amp", "none", "bf16", "--pairs", "8",
                                          "--batch-size", "8", "--warmup", "1", "--rounds", "3"], "extract_cpu.json")]
         loso = ["--profile", "small", "--epochs", "3", "--workers", str(workers), "--plain-budget", "50"]
         motion = ["--device", "cpu", "--batch-size", "1", "--steps", "2", "--warmup", "1"]
@@ -91,14 +92,17 @@ def extraction_figures(part: dict[str, Any]) -> dict[str, Any]:
         for method, row in methods.items():
             rate[f"{method}_{where}"] = row["pairs_per_second"]
             cpu_ms[f"{method}_{where}"] = row.get("cpu_ms_per_pair")
-    learned = rate.get("selfme_device", rate.get("selfme_cpu"))
     tvl1_device = rate.get("tvl1_device", rate.get("tvl1_cpu"))
     ratio = lambda a, b: round(a / b, 2) if a and b else None  # noqa: E731
-    return {"pairs_per_second": rate, "learned_over_tvl1_same_device": ratio(learned, tvl1_device),
-            "learned_over_tvl1_cpu": ratio(learned, rate.get("tvl1_cpu")),
-            "tvl1_device_over_tvl1_cpu": ratio(rate.get("tvl1_device"), rate.get("tvl1_cpu")),
-            # both on the CPU, by the process's CPU time (what other jobs on the cores do not change)
-            "cpu_ms_per_pair": cpu_ms, "learned_over_tvl1_cpu_time": ratio(cpu_ms.get("tvl1_cpu"), cpu_ms.get("selfme_cpu"))}
+    figures: dict[str, Any] = {"pairs_per_second": rate, "cpu_ms_per_pair": cpu_ms}
+    for row, name in (("selfme", "learned"), ("selfme_bf16", "learned_bf16")):  # float32, extract.amp bf16
+        learned = rate.get(f"{row}_device", rate.get(f"{row}_cpu"))
+        figures[f"{name}_over_tvl1_same_device"] = ratio(learned, tvl1_device)
+        figures[f"{name}_over_tvl1_cpu"] = ratio(learned, rate.get("tvl1_cpu"))
+        # both on the CPU, by the process's CPU time (what other jobs on the cores do not change)
+        figures[f"{name}_over_tvl1_cpu_time"] = ratio(cpu_ms.get("tvl1_cpu"), cpu_ms.get(f"{row}_cpu"))
+    figures["tvl1_device_over_tvl1_cpu"] = ratio(rate.get("tvl1_device"), rate.get("tvl1_cpu"))
+    return figures
 
 
 def cpu_name() -> str:
@@ -138,8 +142,12 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"  learned / TV-L1 (same device) {f['learned_over_tvl1_same_device']}x,"
                      f" learned / TV-L1 on CPU {f['learned_over_tvl1_cpu']}x"
                      + (f", TV-L1 device / CPU {f['tvl1_device_over_tvl1_cpu']}x" if f["tvl1_device_over_tvl1_cpu"] else ""))
-        if f.get("learned_over_tvl1_cpu_time"):
-            lines.append(f"  learned / TV-L1 by CPU time {f['learned_over_tvl1_cpu_time']}x")
+        if f.get("learned_bf16_over_tvl1_same_device"):
+            lines.append(f"  learned, extract.amp bf16 / TV-L1 (same device) {f['learned_bf16_over_tvl1_same_device']}x,"
+                         f" / TV-L1 on CPU {f['learned_bf16_over_tvl1_cpu']}x")
+        for name in ("learned", "learned_bf16"):
+            if f.get(f"{name}_over_tvl1_cpu_time"):
+                lines.append(f"  {name} / TV-L1 by CPU time {f[f'{name}_over_tvl1_cpu_time']}x")
     if "error" in loso:
         lines.append(f"  LOSO                   {loso['error']}")
     else:

@@ -21,14 +21,20 @@ def test_time_limits_fit_the_promised_minutes():
 
 def test_extraction_ratios():
     part = {"extract_device": {"extract": {"methods": {"selfme": {"pairs_per_second": 300.0},
+                                                       "selfme_bf16": {"pairs_per_second": 480.0},
                                                        "tvl1": {"pairs_per_second": 60.0}}}},
-            "extract_cpu": {"extract": {"methods": {"tvl1": {"pairs_per_second": 2.0}}}}}
+            "extract_cpu": {"extract": {"methods": {"tvl1": {"pairs_per_second": 2.0, "cpu_ms_per_pair": 400.0}}}}}
     figures = device_check.extraction_figures(part)
     assert figures["learned_over_tvl1_same_device"] == 5.0
     assert figures["learned_over_tvl1_cpu"] == 150.0 and figures["tvl1_device_over_tvl1_cpu"] == 30.0
+    assert figures["learned_bf16_over_tvl1_same_device"] == 8.0 and figures["learned_bf16_over_tvl1_cpu"] == 240.0
+    assert figures["learned_over_tvl1_cpu_time"] is None  # no learned row on the CPU: no CPU-time ratio
     cpu_only = device_check.extraction_figures({"extract_cpu": part["extract_device"]})  # no GPU: one device
     assert cpu_only["learned_over_tvl1_same_device"] == cpu_only["learned_over_tvl1_cpu"] == 5.0
     assert cpu_only["tvl1_device_over_tvl1_cpu"] is None
+    assert device_check.extraction_figures({"extract_cpu": {"extract": {"methods": {
+        "selfme": {"pairs_per_second": 10.0, "cpu_ms_per_pair": 100.0},
+        "tvl1": {"pairs_per_second": 2.0, "cpu_ms_per_pair": 450.0}}}}})["learned_over_tvl1_cpu_time"] == 4.5
 
 
 def test_table_reports_a_failed_part_and_the_others():

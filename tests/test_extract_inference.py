@@ -212,3 +212,21 @@ def test_frozen_engines_are_reproducible():
     frames = [np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
     runs = [MotionEngine(ExtractConfig(device="cpu"), learner=learner).compute(frames, frames[::-1]) for _ in range(2)]
     assert all(np.array_equal(a.flow, b.flow) for a, b in zip(*runs))
+
+
+def test_bf16_extraction_is_the_same_motion_in_lower_precision_and_keys_the_fields():
+    learner = _learner()
+    rng = np.random.default_rng(0)
+    onsets = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(3)]
+    apexes = [np.roll(o, 1, axis=1) for o in onsets]
+    fp32, bf16 = (MotionEngine(ExtractConfig(batch_size=3, device="cpu", amp=amp), learner=learner)
+                  for amp in ("none", "bf16"))
+    assert fp32.field.frozen and not bf16.field.frozen  # a float32 trace would ignore the autocast
+    truth, got = (np.stack([r.flow for r in e.compute(onsets, apexes)]) for e in (fp32, bf16))
+    assert got.dtype == np.float32
+    scale = np.abs(truth).max()
+    assert 0 < np.abs(got - truth).max() <= 0.1 * scale  # rounded (bf16 has 8 mantissa bits), not another motion
+    assert "amp" not in ExtractConfig().method_params()  # fields stored before the key stay valid
+    assert ExtractConfig(amp="bf16").method_params()["amp"] == "bf16"
+    with pytest.raises(Exception, match="amp"):
+        ExtractConfig.from_mapping({"amp": "fp16"})

@@ -21,6 +21,7 @@ warps with), "folding after" on the stored field.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -31,13 +32,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selfme.device import resolve_device
+from selfme.device import autocast, resolve_device
 from selfme.bspline import (bilinear_expand, bspline_expand, folding_fraction, invert_displacement,
                             lattice_spacing, scaling_and_squaring)
 from selfme.cache import sha256_hex
 from selfme.extract.config import ExtractConfig
 from selfme.extract.frozen import MotionField, freeze_motion_field
-from selfme.extract.inference import inference_learner
+from selfme.extract.inference import bf16_convolutions, inference_learner
 from selfme.flow.classic import classical_flow
 from selfme.io import file_sha256
 
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 
 #: How the engine runs the learner: ``plain`` as trained (``estimate_motion``), ``eager`` its inference form
 #: (selfme.extract.inference), ``frozen`` that form as frozen TorchScript graphs on a CPU (selfme.extract.frozen;
-#: eager on other devices). All three give the same motion up to float rounding; ``frozen`` is the fastest.
+#: eager on other devices). All three give the same motion up to float rounding; ``frozen`` is the fastest
+#: in float32. With ``extract.amp: bf16`` the networks run under bf16 autocast, and ``frozen`` runs ``eager``
+#: (a float32 trace would ignore the autocast).
 LEARNER_FORMS = ("plain", "eager", "frozen")
 
 
@@ -76,6 +79,18 @@ def expand_learned(displacement: torch.Tensor, *, image_size: int, bspline: bool
     return forward, raw_fold, folding_fraction(forward)
 
 
+def learner_in_form(learner: torch.nn.Module, form: str, amp: str) -> torch.nn.Module:
+    """The learner as the engine runs it (eval mode): ``plain`` itself; otherwise its inference form, a copy,
+    with bf16 convolution weights under ``amp`` bf16 (selfme.extract.inference)."""
+    learner = learner.eval()
+    if form == "plain":
+        return learner
+    fast = inference_learner(learner)  # a copy (the learner itself when it has no blocks to rewrite)
+    if amp == "bf16":
+        fast = bf16_convolutions(copy.deepcopy(fast) if fast is learner else fast)
+    return fast
+
+
 class MotionEngine:
     """Computes :class:`PairMotion` for batches of (onset, apex) uint8 frames with one configuration."""
 
@@ -100,11 +115,10 @@ class MotionEngine:
                 self.model_checksum = sha256_hex(
                     chunk for name, tensor in sorted(learner.state_dict().items())
                     for chunk in (name, tensor.detach().cpu().numpy().tobytes()))
-            learner = learner.eval() if form == "plain" else inference_learner(learner.eval())  # a copy
-            self.learner = learner.to(self.device)
+            self.learner = learner_in_form(learner, form, config.amp).to(self.device)
             self.image_size = int(self.learner.config["image_size"])
             self.field = MotionField(self.learner)
-            if form == "frozen":
+            if form == "frozen" and config.amp == "none":
                 self.field = freeze_motion_field(self.field, image_size=self.image_size, device=self.device)
         log.info("motion %s on %s%s", config.method, self.device,
                  f", model {str(model_path)!r}" if model_path else "")
@@ -117,7 +131,8 @@ class MotionEngine:
     def _learned(self, source: torch.Tensor, target: torch.Tensor, gamma: float, out_size: tuple[int, int],
                  keypoints: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
-        displacement = self.field.displacement(source, target, gamma, keypoints)
+        with autocast(c.amp, self.device):
+            displacement = self.field.displacement(source, target, gamma, keypoints)
         forward, raw_fold, fold = expand_learned(displacement, image_size=self.image_size, bspline=c.bspline,
                                                  ss_steps=c.ss_steps, source_frame=c.source_frame)
         if tuple(forward.shape[-2:]) != tuple(out_size):
@@ -151,7 +166,7 @@ class MotionEngine:
         source, target = (src, dst) if c.source_frame == "onset" else (dst, src)
         self._sync()
         tic = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(c.amp, self.device):
             keypoints = self.field.keypoints(source, target)  # shared with the gamma 1 pass
         forward, raw_fold, fold = self._learned(source, target, float(c.gamma), size, keypoints)
         self._sync()

@@ -21,21 +21,15 @@ of the key so that finished folds stay valid):
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 import torch
 
-AMP_MODES = ("none", "bf16")
+from selfme.device import AMP_MODES, autocast  # noqa: F401 (this module's fast settings; re-exported)
+
 SYNC_MODES = ("step", "epoch")
 #: Fast settings that change numerics: in a fold's key when they differ from these defaults.
 NUMERIC_DEFAULTS: dict[str, Any] = {"amp": "none", "channels_last": False, "compile": False, "sync": "step"}
-
-
-def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if amp == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def training_forward(model: torch.nn.Module, *, channels_last: bool, compile: bool) -> Callable[..., Any]:
