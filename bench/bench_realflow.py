@@ -48,6 +48,7 @@ PROTOCOLS = ("per_dataset", "composite")
 #: configs/realflow.yaml's 30-epoch schedule, pinned in the rows and tuning candidates that were run with it
 E30 = ["loso.epochs=30", "loso.gamma_lr=0.94"]
 E60 = ["loso.epochs=60", "loso.gamma_lr=0.97"]  # twice the steps, the same overall decay (round 5's y1)
+E120 = ["loso.epochs=120", "loso.gamma_lr=0.985"]  # twice again (0.985^120 = 0.163, 0.97^60 = 0.161)
 E6 = ["loso.epochs=6", "loso.gamma_lr=0.734"]  # a 6-epoch schedule with t1's overall lr decay
 E12 = ["loso.epochs=12", "loso.gamma_lr=0.857"]
 #: ViT / SCViT rows: the recipe's network with ViT's linear E, no augmentation, SC where the paper reads it
@@ -93,6 +94,11 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
                ["scvit.sc_features=last_block"] + E60),
     "y2_width64": ("x2 with width 64 and 4 heads", "configs/realflow.yaml",
                    ["scvit.sc_features=last_block", "scvit.embed_dim=64", "scvit.num_heads=4"]),
+    # sixth round: y1 (x2 with 60 epochs) with one change each
+    "z1_e120": ("y1 with 120 epochs (lr decay 0.985 per epoch: the same overall decay)", "configs/realflow.yaml",
+                ["scvit.sc_features=last_block"] + E120),
+    "z2_omega03": ("y1 with the SC weight omega 0.3 (the paper's 0.1 x 3)", "configs/realflow.yaml",
+                   ["scvit.sc_features=last_block"] + E60 + ["scvit.omega=0.3"]),
 }
 #: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs); x2 moved SC after the
 #: last block (recipe v2, configs/realflow.yaml), y1 doubled its schedule (the leaderboard's recipe_e60 row)
