@@ -36,10 +36,11 @@ class ExtractConfig(Section):
     source_frame: which frame the learner takes as its source image (FOMM's warped frame); the stored
         field is converted to the forward onset -> apex convention either way (see selfme.extract.engine).
     threads: torch's intra-op threads for the stage (fixed: results depend on it; 0: torch's default).
-    amp: the learned motion's networks under bf16 autocast (``bf16``; the B-spline, scaling and squaring
-        and everything after stay float32) or float32 (``none``). bf16 runs about 1.5x faster on a CPU with
-        native bf16 (AVX512_BF16, AMX) and on a GPU, and moves the demo learner's SynthME fields by about
-        0.014 px (mean; their mean magnitude is 0.22 px): a fast setting, not the reference.
+    amp: the learned motion's networks under bf16 autocast (``bf16``; keypoints, the displacement, the
+        B-spline, scaling and squaring and everything after stay float32) or float32 (``none``). At the
+        paper architecture bf16 runs 1.4x faster on a CPU with native bf16 (AVX512_BF16); a small learner
+        (the demo's) runs slower. It moves the demo learner's SynthME fields by about 0.014 px (mean;
+        their mean magnitude is 0.22 px): a fast setting, not the reference.
     """
 
     SECTION = "extract"
