@@ -25,8 +25,6 @@ from typing import Any, Callable
 
 import torch
 
-from selfme.device import AMP_MODES, autocast  # noqa: F401 (this module's fast settings; re-exported)
-
 SYNC_MODES = ("step", "epoch")
 #: Fast settings that change numerics: in a fold's key when they differ from these defaults.
 NUMERIC_DEFAULTS: dict[str, Any] = {"amp": "none", "channels_last": False, "compile": False, "sync": "step"}

@@ -21,7 +21,8 @@ import torch
 from selfme.config import Section, check_rules
 from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.augment import augment
-from selfme.scvit.fast import AMP_MODES, NUMERIC_DEFAULTS, SYNC_MODES, EpochSums, autocast, training_forward
+from selfme.device import AMP_MODES, autocast
+from selfme.scvit.fast import NUMERIC_DEFAULTS, SYNC_MODES, EpochSums, training_forward
 from selfme.scvit.losses import SCViTLoss
 from selfme.scvit.model import SCViT
 
