@@ -60,3 +60,26 @@ def test_kept_results_are_the_earlier_rows_not_run_now(tmp_path):
     assert bench.kept_results(path, table, {"a"}) == {"b": {"per_dataset": {"scores": 2}}}
     assert bench.kept_results(path, table, {"a", "b"}) == {}
     assert bench.kept_results(tmp_path / "absent.json", table, set()) == {}
+
+
+def test_the_recipe_row_is_round_six_winner_and_the_default_rows_exist():
+    """configs/realflow.yaml as it is (the ``recipe`` row) is the tuning candidate z1_e120, the CASME II
+    winner; the no-SC row differs from it in omega only (sc_features is moot without SC); a plain run
+    trains rows the table has."""
+    from selfme.scvit.cli import apply_overrides, read_params
+
+    bench = _bench()
+
+    def effective(row):
+        params = apply_overrides(read_params(REPO / row[1]), row[2])
+        return {k: params[k] for k in ("scvit", "loso")}
+
+    recipe = effective(bench.ROWS["recipe"])
+    assert recipe == effective(bench.TUNING["z1_e120"])
+    assert recipe["loso"]["epochs"] == 120
+    nosc = effective(bench.ROWS["recipe_nosc"])
+    assert nosc["scvit"]["omega"] == 0.0
+    assert {k: v for k, v in nosc["scvit"].items() if k not in ("omega", "sc_features")} == \
+        {k: v for k, v in recipe["scvit"].items() if k not in ("omega", "sc_features")}
+    assert nosc["loso"] == recipe["loso"]
+    assert set(bench.DEFAULT_ROWS) <= set(bench.ROWS)
