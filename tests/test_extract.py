@@ -203,6 +203,11 @@ def test_config_validation():
         ExtractConfig.from_mapping({"tvl1": {"iterations": 300}}, method="tvl1")
     assert ExtractConfig.from_mapping({"bspline": False}).method_params()["ss_steps"] == 0
     assert ExtractConfig.from_mapping({}, method="dis").method_params() == {"preset": "medium"}
+    # flow_size keys a classical field only when set (fields stored before it existed stay valid)
+    assert ExtractConfig.from_mapping({"flow_size": 64}, method="dis").method_params() == {"preset": "medium",
+                                                                                          "flow_size": 64}
+    with pytest.raises(ValueError, match="flow_size"):
+        ExtractConfig.from_mapping({"flow_size": -1}, method="tvl1")
 
 
 def test_evaluate_methods_and_cli(tiny, tmp_path, learner):

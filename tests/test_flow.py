@@ -50,6 +50,21 @@ def test_baselines_recover_a_subpixel_translation(astronaut, method, shift):
         assert interior_epe(flow[0], *shift) < 0.05
 
 
+def test_flow_size_computes_at_a_lower_resolution_in_the_frames_pixels(astronaut):
+    """A (1.2, -0.8) px translation of the 128-px image is (0.6, -0.4) px at 64 px; the flow comes back
+    at 128 x 128 in 128-px pixels, so it is the shift again, and it is not the full-size flow."""
+    i0, i1 = shifted_pair(astronaut, 1.2, -0.8)
+    full = classical_flow("tvl1", [i0], [i1])
+    half = classical_flow("tvl1", [i0], [i1], size=64)
+    assert half.shape == (1, 128, 128, 2) and half.dtype == np.float32
+    small = classical_flow("tvl1", [cv2.resize(i0, (64, 64), interpolation=cv2.INTER_AREA)],
+                           [cv2.resize(i1, (64, 64), interpolation=cv2.INTER_AREA)])
+    assert interior_epe(small[0], 0.6, -0.4) < 0.1  # what it computed: the 64-px flow, half the shift
+    assert np.allclose(half[0], 2 * cv2.resize(small[0], (128, 128), interpolation=cv2.INTER_LINEAR), atol=1e-5)
+    assert interior_epe(half[0], 1.2, -0.8) < 0.25  # about twice the 64-px error; full size is more accurate
+    assert interior_epe(full[0], 1.2, -0.8) < interior_epe(half[0], 1.2, -0.8)
+
+
 def test_tvl1_batch_equals_pairs_and_accepts_rgb(astronaut):
     a0, a1 = shifted_pair(astronaut[:64, :64].copy(), 0.3, 0.2)
     b0, b1 = shifted_pair(astronaut[64:, 64:].copy(), -0.5, 0.1)

@@ -82,6 +82,50 @@ def test_image_skip_copies_a_translated_source_at_full_resolution():
     assert torch.allclose(out["prediction"], out["deformed"], atol=1e-6)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_warp_padding_is_what_a_warp_samples_outside_the_source(padding):
+    """The same (1, -2) px motion: inside the crop both paddings copy the source; the two top rows and the
+    last column sample outside it, black with FOMM's zeros, the nearest edge pixel with border."""
+    source = _face()
+    gen = _generator(True, warp_padding=padding).eval()
+    _force_visibility(gen, 50.0)
+    with torch.no_grad():
+        gen.dense_motion_network.mask.weight.zero_()
+        gen.dense_motion_network.mask.bias.copy_(torch.tensor([-1e4, 0, 0, 0, 0]))
+        kp_target = torch.rand(1, 4, 2) * 1.6 - 0.8
+        out = gen(source, kp_source=kp_target + torch.tensor([2 / 31, -4 / 31]), kp_target=kp_target)
+    deformed = out["deformed"]
+    assert torch.allclose(deformed[..., 2:, :31], source[..., :30, 1:], atol=1e-4)
+    if padding == "zeros":
+        assert deformed[..., :2, :].abs().max() < 1e-4 and deformed[..., :, 31].abs().max() < 1e-4
+    else:  # row y < 0 -> row 0, column 32 -> column 31
+        assert torch.allclose(deformed[..., 0, :31], source[..., 0, 1:], atol=1e-4)
+        assert torch.allclose(deformed[..., 1, :31], source[..., 0, 1:], atol=1e-4)
+        assert torch.allclose(deformed[..., 2:, 31], source[..., :30, 31], atol=1e-4)
+
+
+def test_warp_padding_reaches_the_dense_motion_networks_deformed_sources():
+    """The dense motion network's K + 1 deformed sources (its hourglass's input) use the same padding: the
+    same weights and motion, the top lattice row (which samples above the crop) darker with zeros."""
+    source = _face()
+    zeros, border = _generator(True).eval(), _generator(True, warp_padding="border").eval()
+    border.load_state_dict(zeros.state_dict())
+    kp_target = torch.rand(1, 4, 2) * 1.6 - 0.8
+    kp_source = kp_target + torch.tensor([2 / 31, -4 / 31])
+    with torch.no_grad():
+        a, b = (g.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target)["sparse_deformed"]
+                for g in (zeros, border))
+    assert torch.equal(a[:, 0], b[:, 0])  # the background's identity samples inside the crop only
+    assert torch.allclose(a[:, 1:, :, 1:-1, :-1], b[:, 1:, :, 1:-1, :-1], atol=1e-5)
+    assert (b[:, 1:, :, 0] - a[:, 1:, :, 0]).mean() > 0.1
+
+
+def test_warp_padding_is_checked_and_defaults_to_fomms():
+    assert _generator(True).warp_padding == "zeros"
+    with pytest.raises(ValueError, match="warp_padding"):
+        _generator(True, warp_padding="reflection")
+
+
 def test_image_skip_with_no_visibility_is_fomms_decoder_output():
     source, kp_s, kp_t = _face(), torch.rand(2, 4, 2) * 2 - 1, torch.rand(2, 4, 2) * 2 - 1
     source = source.repeat(2, 1, 1, 1)

@@ -41,6 +41,10 @@ class ExtractConfig(Section):
         paper architecture bf16 runs 1.4x faster on a CPU with native bf16 (AVX512_BF16); a small learner
         (the demo's) runs slower. It moves the demo learner's SynthME fields by about 0.014 px (mean;
         their mean magnitude is 0.22 px): a fast setting, not the reference.
+    flow_size: the classical flows only: computed on the frames resized to flow_size x flow_size (area
+        interpolation), the flow resized back to the crop (bilinear) in crop pixels; 0: at the crop's own
+        size. A reference for the learner: TV-L1 at the learner's input size (motion.image_size) sees
+        what the learner sees (docs/motion_learning.md).
     """
 
     SECTION = "extract"
@@ -55,6 +59,7 @@ class ExtractConfig(Section):
     plot_clips: int = 4
     threads: int = 1
     amp: Literal[AMP_MODES] = "none"
+    flow_size: int = 0
     tvl1: dict = field(default_factory=dict)
     farneback: dict = field(default_factory=dict)
     dis: dict = field(default_factory=dict)
@@ -62,9 +67,9 @@ class ExtractConfig(Section):
     def __post_init__(self) -> None:
         if not self.gamma > 0:
             raise ValueError(f"extract.gamma must be > 0, got {self.gamma}")
-        if self.ss_steps < 0 or self.batch_size < 1 or self.plot_clips < 0 or self.threads < 0:
-            raise ValueError("extract.ss_steps, extract.plot_clips and extract.threads must be >= 0, "
-                             "extract.batch_size >= 1")
+        if self.ss_steps < 0 or self.batch_size < 1 or self.plot_clips < 0 or self.threads < 0 or self.flow_size < 0:
+            raise ValueError("extract.ss_steps, extract.plot_clips, extract.threads and extract.flow_size must be "
+                             ">= 0, extract.batch_size >= 1")
         TVL1Params.from_mapping(self.tvl1, prefix="extract.tvl1")  # bad keys fail here, not halfway through
         object.__setattr__(self, "farneback", _given(FarnebackParams, self.farneback, "extract.farneback"))
         object.__setattr__(self, "dis", _given(DisParams, self.dis, "extract.dis"))
@@ -93,10 +98,14 @@ class ExtractConfig(Section):
             out["ss_steps"] = int(self.ss_steps) if self.bspline else 0
             return out
         if self.method == "tvl1":
-            return TVL1Params.from_mapping(self.tvl1).as_dict()
-        if self.method == "farneback":
-            return {**FARNEBACK_DEFAULTS, **self.farneback}
-        return {**DIS_DEFAULTS, **self.dis}
+            out = TVL1Params.from_mapping(self.tvl1).as_dict()
+        elif self.method == "farneback":
+            out = {**FARNEBACK_DEFAULTS, **self.farneback}
+        else:
+            out = {**DIS_DEFAULTS, **self.dis}
+        if self.flow_size:  # the default is left out, as amp's: fields stored before the key stay valid
+            out["flow_size"] = int(self.flow_size)
+        return out
 
     @property
     def applied_gamma(self) -> float:

@@ -153,7 +153,8 @@ class MotionEngine:
         if c.method != "selfme":
             self._sync()
             tic = time.perf_counter()
-            flows = classical_flow(c.method, onsets, apexes, getattr(c, c.method), device=self.device)
+            flows = classical_flow(c.method, onsets, apexes, getattr(c, c.method), device=self.device,
+                                   size=c.flow_size or None)
             seconds = (time.perf_counter() - tic) / len(flows)
             folds = folding_fraction(torch.from_numpy(flows).permute(0, 3, 1, 2)).tolist()
             return [PairMotion(flow=f, folding_raw=fd, folding=fd, seconds=seconds) for f, fd in zip(flows, folds)]

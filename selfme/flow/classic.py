@@ -76,14 +76,23 @@ def dis_flow(i0: np.ndarray, i1: np.ndarray, params: Mapping[str, Any] | None = 
 
 
 def classical_flow(method: str, onsets: Sequence[np.ndarray], apexes: Sequence[np.ndarray],
-                   params: Mapping[str, Any] | None = None, *, device: torch.device | str = "cpu") -> np.ndarray:
+                   params: Mapping[str, Any] | None = None, *, device: torch.device | str = "cpu",
+                   size: int | None = None) -> np.ndarray:
     """Forward flow onset -> apex of a batch of uint8 frames: float32 [B, H, W, 2].
 
     ``params`` is the method's own parameter mapping. TV-L1 runs batched in torch on ``device``; Farneback
-    and DIS run frame pair by frame pair in OpenCV (CPU).
+    and DIS run frame pair by frame pair in OpenCV (CPU). ``size``: compute on the frames resized to
+    size x size (area interpolation) and return the flow resized back (bilinear), in the frames' pixels.
     """
     if method not in CLASSICAL_METHODS:
         raise ValueError(f"unknown optical-flow method {method!r} (known: {CLASSICAL_METHODS})")
+    if size:
+        height, width = onsets[0].shape[:2]
+        small = classical_flow(method, [cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA) for a in onsets],
+                               [cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA) for a in apexes],
+                               params, device=device)
+        scale = np.array([width / size, height / size], np.float32)
+        return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) * scale for f in small])
     gray0 = [to_gray(a) for a in onsets]
     gray1 = [to_gray(a) for a in apexes]
     if method == "tvl1":

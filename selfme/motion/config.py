@@ -46,7 +46,8 @@ class DenseMotionConfig:
 @dataclass(frozen=True, kw_only=True)
 class GeneratorConfig:
     """The occlusion-aware generator; ``image_skip``: blend the warped source into the output by the
-    occlusion map (a departure; FOMM's generator without it)."""
+    occlusion map (a departure; FOMM's generator without it); ``warp_padding``: what every warp samples
+    outside the source, ``zeros`` (FOMM's) or ``border`` (a departure; ``selfme.motion.generator``)."""
 
     block_expansion: int
     max_features: int
@@ -54,6 +55,7 @@ class GeneratorConfig:
     num_bottleneck_blocks: int
     estimate_occlusion_map: bool
     image_skip: bool = False
+    warp_padding: Literal["zeros", "border"] = "zeros"
 
 
 @dataclass(frozen=True, kw_only=True)

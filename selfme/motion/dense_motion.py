@@ -27,8 +27,9 @@ class DenseMotionNetwork(nn.Module):
 
     def __init__(self, *, num_kp: int, num_channels: int = 3, block_expansion: int = 64,
                  max_features: int = 1024, num_blocks: int = 5, scale_factor: float = 0.25,
-                 kp_variance: float = 0.01, estimate_occlusion_map: bool = True) -> None:
+                 kp_variance: float = 0.01, estimate_occlusion_map: bool = True, padding: str = "zeros") -> None:
         super().__init__()
+        self.padding = padding  # grid_sample's padding_mode for the deformed sources (the generator's warp_padding)
         self.hourglass = Hourglass(block_expansion=block_expansion, in_features=(num_kp + 1) * (num_channels + 1),
                                    max_features=max_features, num_blocks=num_blocks)
         self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=7, padding=3)
@@ -86,7 +87,7 @@ class DenseMotionNetwork(nn.Module):
         k1 = sparse_motions.shape[1]
         repeated = source.unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
         grids = sparse_motions.reshape(b * k1, h, w, 2).to(repeated.dtype)
-        warped = F.grid_sample(repeated, grids, align_corners=True)
+        warped = F.grid_sample(repeated, grids, padding_mode=self.padding, align_corners=True)
         return warped.view(b, k1, c, h, w)
 
     def forward(self, source: torch.Tensor, *, kp_source: torch.Tensor, kp_target: torch.Tensor,

@@ -28,13 +28,21 @@ from selfme.motion.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from selfme.motion.dense_motion import DenseMotionNetwork
 
 
-def warp(inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
-    """Backward-warp [B, C, H, W] by a normalised grid [B, h, w, 2], resized to H x W if needed."""
+#: ``warp_padding``: what a warp samples outside the source. ``zeros`` (First Order Motion Model's): black,
+#: so any outward motion at the crop border darkens the reconstruction, and the learner is pushed to keep
+#: the border still; ``border`` (a departure): the edge pixel repeated, nearly right for the sub-pixel
+#: motions of a micro-expression clip.
+WARP_PADDINGS = ("zeros", "border")
+
+
+def warp(inp: torch.Tensor, deformation: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """Backward-warp [B, C, H, W] by a normalised grid [B, h, w, 2], resized to H x W if needed;
+    ``padding``: grid_sample's padding_mode (:data:`WARP_PADDINGS`)."""
     h, w = inp.shape[2:]
     if deformation.shape[1:3] != (h, w):
         deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
                                     align_corners=True).permute(0, 2, 3, 1)
-    return F.grid_sample(inp, deformation.to(inp.dtype), align_corners=True)
+    return F.grid_sample(inp, deformation.to(inp.dtype), padding_mode=padding, align_corners=True)
 
 
 class OcclusionAwareGenerator(nn.Module):
@@ -42,18 +50,23 @@ class OcclusionAwareGenerator(nn.Module):
 
     ``image_skip`` (needs ``estimate_occlusion_map``): blend the warped source image with the decoded
     image by the occlusion map (see the module docstring); False is First Order Motion Model's generator.
+    ``warp_padding`` (:data:`WARP_PADDINGS`): every warp's padding, the dense motion network's included.
     """
 
     def __init__(self, *, num_kp: int, num_channels: int = 3, block_expansion: int = 64, max_features: int = 512,
                  num_down_blocks: int = 2, num_bottleneck_blocks: int = 6, estimate_occlusion_map: bool = True,
-                 image_skip: bool = False, dense_motion_params: dict[str, Any] | None = None) -> None:
+                 image_skip: bool = False, warp_padding: str = "zeros",
+                 dense_motion_params: dict[str, Any] | None = None) -> None:
         super().__init__()
         if image_skip and not estimate_occlusion_map:
             raise ValueError("image_skip blends by the occlusion map: it needs estimate_occlusion_map: true")
+        if warp_padding not in WARP_PADDINGS:
+            raise ValueError(f"warp_padding must be one of {WARP_PADDINGS}, got {warp_padding!r}")
         self.image_skip = bool(image_skip)
+        self.warp_padding = warp_padding
         self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
                                                        estimate_occlusion_map=estimate_occlusion_map,
-                                                       **(dense_motion_params or {}))
+                                                       padding=warp_padding, **(dense_motion_params or {}))
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         self.down_blocks = nn.ModuleList(
             DownBlock2d(min(max_features, block_expansion * 2 ** i), min(max_features, block_expansion * 2 ** (i + 1)))
@@ -94,13 +107,13 @@ class OcclusionAwareGenerator(nn.Module):
             raise ValueError(f"image sides must be divisible by {factor}, got {tuple(source.shape[-2:])}")
         out = dict(self.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
                                              jacobian_source=jacobian_source, jacobian_target=jacobian_target))
-        features = warp(self.encode(source), out["deformation"])
+        features = warp(self.encode(source), out["deformation"], self.warp_padding)
         occlusion = out.get("occlusion_map")
         if occlusion is not None:
             if occlusion.shape[2:] != features.shape[2:]:
                 occlusion = F.interpolate(occlusion, size=features.shape[2:], mode="bilinear", align_corners=True)
             features = features * occlusion.to(features.dtype)
-        out["deformed"] = warp(source, out["deformation"])
+        out["deformed"] = warp(source, out["deformation"], self.warp_padding)
         decoded = self.decode(features)
         if not self.image_skip:
             out["prediction"] = decoded
