@@ -3,7 +3,7 @@
 Each variant is the ``extract`` section with a few keys overridden (e.g. ``{method: tvl1}`` or
 ``{method: selfme, bspline: false}``); its motion is computed in memory (nothing is stored), compared with
 the ground truth on the regions of :mod:`selfme.extract.quality`, and timed. The figure of a clip puts the
-ground truth and every variant's gamma-1 motion on one colour scale.
+ground truth and every variant's gamma-1 motion on the ground truth's colour scale (larger motion saturates).
 
 ``held_out`` (clip names ``subject/clip``, e.g. the clips the motion learner's stages held out) adds, per
 variant, ``epe_held_out`` (the same figures on those clips only) and ``zero_motion_epe_held_out``; the
@@ -88,7 +88,10 @@ def _write_plots(plots_dir: str | os.PathLike, jobs: list[dict], frames, truths,
         for i, job in enumerate(jobs[:plot_clips]):
             panels = [("onset", frames[i][0]), ("ground truth", truths[i])]
             panels += [(name, flows[i]) for name, flows in shown.items() if i < len(flows)]
-            write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png", motion_figure(panels))
+            # the ground truth's scale: a method's outlier (larger motion) saturates instead of darkening the rest
+            scale = float(np.hypot(truths[i][..., 0], truths[i][..., 1]).max()) or None
+            write_image(tmp / f"{job['row']['subject']}_{job['row']['clip']}.png",
+                        motion_figure(panels, max_magnitude=scale))
 
 
 def evaluate_methods(manifest_path: str | os.PathLike, variants: Mapping[str, Mapping[str, Any]], *,
