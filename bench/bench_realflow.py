@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     from selfme.io import write_json, write_text
 
     table = TUNING if args.tune else ROWS
-    names = list(table) if args.rows == ["all"] or (args.tune and not args.rows) else args.rows or DEFAULT_ROWS
+    names = args.rows or (list(table) if args.tune else DEFAULT_ROWS)
+    names = list(table) if names == ["all"] else names
     unknown = [k for k in names if k not in table]
     if unknown:
         p.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(table)} or all")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
 from selfme.config import ParamsError, Section, as_dict, check_keys, from_mapping
+from selfme.motion.generator import WARP_PADDINGS
 
 SOURCES = ("synthme", "manifest", "voxceleb")
 
@@ -55,7 +56,7 @@ class GeneratorConfig:
     num_bottleneck_blocks: int
     estimate_occlusion_map: bool
     image_skip: bool = False
-    warp_padding: Literal["zeros", "border"] = "zeros"
+    warp_padding: Literal[WARP_PADDINGS] = "zeros"
 
 
 @dataclass(frozen=True, kw_only=True)
