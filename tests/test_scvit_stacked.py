@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from loso_testing import random_samples
 from selfme.scvit import SCViTConfig, symmetric_contrastive_loss
 from selfme.scvit.stacked import masked_cross_entropy, masked_sc_loss, train_folds_stacked
+from selfme.scvit.stacked_adam import StackedAdam
 from selfme.scvit.train import LosoConfig, train_fold
 
 TINY = dict(model_name="vit_tiny_patch16_224", img_size=8, patch_size=4, depth=1, embed_dim=8, num_heads=2,
@@ -45,11 +46,34 @@ def test_masked_sc_loss_is_the_sc_loss_of_the_valid_rows(form, own_mirror):
     assert float(none) == 0.0
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_stacked_adam_moves_each_active_fold_as_adam_and_leaves_the_others(weight_decay):
+    torch.manual_seed(3)
+    start = torch.randn(3, 4, 2)
+    stacked = start.clone().requires_grad_()
+    optimizer = StackedAdam([stacked], folds=3, lr=0.05, weight_decay=weight_decay)
+    plain = [start[f].clone().requires_grad_() for f in range(3)]
+    adams = [torch.optim.Adam([p], lr=0.05, weight_decay=weight_decay) for p in plain]
+    active = [[1, 1, 1], [1, 0, 1], [0, 0, 1], [1, 1, 1], [1, 0, 0]]   # fold 0 sits out once, fold 1 three times
+    for step, on in enumerate(active):
+        grads = torch.randn(3, 4, 2)
+        stacked.grad = grads * torch.tensor(on)[:, None, None]
+        optimizer.step(torch.tensor(on, dtype=torch.bool))
+        for f in range(3):
+            if on[f]:
+                plain[f].grad = grads[f].clone()
+                adams[f].step()
+        for f in range(3):
+            assert torch.allclose(stacked[f], plain[f], atol=1e-6), (step, f)
+    assert optimizer.steps.tolist() == [4, 2, 4]
+    assert not torch.equal(stacked[2], start[2])
+
+
 def test_stacked_training_matches_the_plain_per_fold_path():
     torch.manual_seed(0)
     x, y = torch.randn(13, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 0, 2])
-    train = [torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8]), torch.tensor([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-             torch.tensor([0, 2, 4, 6, 8, 10, 12, 1, 3])]       # 9, 10, 9 rows: 3 steps of batch 4 each
+    train = [torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8]), torch.arange(13),
+             torch.tensor([0, 2, 4, 6, 8])]       # 9, 13, 5 rows: 3, 4 and 2 steps of batch 4 in one stack
     seeds = [11, 12, 13]
     model_config = SCViTConfig(**TINY, omega=0.1, sc_form="eq14", stem="conv", stem_channels=4)
     config = LosoConfig(epochs=3, batch_size=4, lr=1e-2, gamma_lr=0.9, hflip=0.5, shift_px=1,

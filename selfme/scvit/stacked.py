@@ -7,19 +7,19 @@ Adam state, its own seed, batch order and augmentation draws, and one ``torch.fu
 batch only, and the sum over folds has the per-fold gradients (no parameter is shared), so a stacked
 fold computes what the plain ``train_fold`` computes, up to float rounding (tested on a tiny case).
 
-What this needs: equal step counts per epoch within a stack (``steps_per_epoch``; folds are grouped
-by it), no dropout or stochastic depth (vmap runs with ``randomness='error'``) and no batch norm.
-A fold's last batch of an epoch is usually smaller: every fold's batch is padded to the largest one
-of the step and the padded rows are masked out of the cross-entropy and the SC loss (the masked forms
-below equal ``F.cross_entropy`` and ``symmetric_contrastive_loss`` on the unpadded rows).
+What this needs: no dropout or stochastic depth (vmap runs with ``randomness='error'``) and no batch
+norm. A fold's last batch of an epoch is usually smaller: every fold's batch is padded to the largest
+one of the step and the padded rows are masked out of the cross-entropy and the SC loss (the masked
+forms below equal ``F.cross_entropy`` and ``symmetric_contrastive_loss`` on the unpadded rows). Folds
+with fewer training rows have fewer batches per epoch: in the steps after their last batch they sit
+out (no valid row, and ``StackedAdam`` leaves their parameters and Adam state untouched), so folds of
+any size share a stack.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -33,6 +33,7 @@ from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.losses import _EXCLUDED
 from selfme.scvit.model import SoftmaxEnsemble
 from selfme.scvit.regions import QUADRANTS, positive_region_pairs
+from selfme.scvit.stacked_adam import StackedAdam
 from selfme.scvit.train import LosoConfig, class_weights, member_seed
 
 
@@ -48,17 +49,13 @@ def ensemble_of(members: Sequence[tuple[nn.Module, list[dict[str, float]]]]
     return SoftmaxEnsemble(members=[m for m, _ in members]), history
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return math.ceil(n_train / batch_size)
-
-
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor,
                          label_smoothing: float = 0.0) -> torch.Tensor:
     """``F.cross_entropy(logits[valid], labels[valid], weight, label_smoothing)`` without indexing
     (mean reduction: weighted by weight[y], label smoothing spread uniformly over the classes)."""
     logp = torch.log_softmax(logits.float(), dim=1)
     w_y = weight[labels] * valid
-    total = w_y.sum()
+    total = w_y.sum().clamp(min=torch.finfo(w_y.dtype).tiny)   # no valid row (a fold sitting out): 0
     nll = -(w_y * logp.gather(1, labels[:, None])[:, 0]).sum() / total
     if label_smoothing == 0:
         return nll
@@ -124,7 +121,7 @@ def _batch(x: torch.Tensor, y: torch.Tensor, parts: list[torch.Tensor], generato
     valid = torch.zeros((len(parts), width), dtype=torch.bool)
     for f, (idx, gen) in enumerate(zip(parts, generators)):
         part = x[idx]
-        if config.hflip > 0 or config.shift_px > 0:
+        if len(idx) and (config.hflip > 0 or config.shift_px > 0):
             part = augment(part, generator=gen, hflip=config.hflip, shift_px=config.shift_px, negate=negate)
         xb[f, :len(idx)], yb[f, :len(idx)], valid[f, :len(idx)] = part, y[idx], True
     return xb, yb, valid
@@ -141,6 +138,17 @@ def _initial_models(seeds: Sequence[int], *, model_config: SCViTConfig, num_clas
     return models
 
 
+def _explicit_attention(model: nn.Module) -> nn.Module:
+    """``model`` with timm's attention written out (softmax(q k^T / sqrt(d)) v, ``fused_attn = False``)
+    instead of ``scaled_dot_product_attention``: the same equation, which vmap batches natively, where
+    torch has no vmap rule for the CPU SDPA kernel and falls back to a slower path (about 1.5x per
+    stacked fold step at 42 folds). Only the stacked forward uses it; saved models are unchanged."""
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    return model
+
+
 def _append_histories(histories: list[list[dict[str, float]]], sums: torch.Tensor, train: Sequence[torch.Tensor],
                       *, epoch: int, lr: float) -> None:
     """Each fold's epoch row: loss, CE, SC and accuracy summed over its samples, divided by their count."""
@@ -155,13 +163,10 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
                         negate: tuple[int, ...] = ()) -> tuple[list[nn.Module], list[list[dict[str, float]]]]:
     """Train one model per fold (training rows ``train[f]`` of x [N, C, S, S] / y [N], seed ``seeds[f]``)
     as ``train_fold`` would; returns the models after the last epoch and their per-epoch histories."""
-    steps = {steps_per_epoch(len(t), config.batch_size) for t in train}
-    if len(steps) != 1:
-        raise ValueError(f"stacked folds need equal steps per epoch, got {sorted(steps)}")
     models = _initial_models(seeds, model_config=model_config, num_classes=num_classes, in_chans=int(x.shape[1]),
                              device=device)
     params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
+    base = _explicit_attention(copy.deepcopy(models[0]).to("meta"))
     omega = model_config.omega
 
     def forward(p, b, xb):
@@ -175,9 +180,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
     sc_fn = vmap(lambda r, yy, v: masked_sc_loss(r, yy, v, tau=model_config.tau, form=model_config.sc_form,
                                                   own_mirror=model_config.sc_own_mirror))
     step_fn = vmap(forward, randomness="error")
-    # torch has no vmap rule for CPU flash attention yet and warns on every call; the fallback is exact
-    warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-    optimizer = torch.optim.Adam(list(params.values()), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = StackedAdam(list(params.values()), folds=len(seeds), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
@@ -186,6 +189,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
         sums = torch.zeros(len(seeds), 4, dtype=torch.float64)   # loss, ce, sc, correct (per fold)
         for start in range(0, max(len(o) for o in orders), config.batch_size):
             parts = [o[start:start + config.batch_size] for o in orders]
+            active = torch.tensor([len(p) > 0 for p in parts])   # a fold with fewer batches sits out
             xb, yb, valid = (t.to(device) for t in _batch(x, y, parts, generators, config, negate))
             logits, regions = step_fn(params, buffers, xb)
             ce = ce_fn(logits, yb, valid, weights)
@@ -193,7 +197,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
             loss = ce + omega * sc
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
-            optimizer.step()
+            optimizer.step(active)
             n = valid.sum(1).double().cpu()
             correct = ((logits.argmax(2) == yb) & valid).sum(1).double().cpu()
             sums += torch.stack([loss.detach().double().cpu() * n, ce.detach().double().cpu() * n,
@@ -209,31 +213,27 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
 def run_folds_stacked(data: Mapping[str, Any], runs: Sequence[Any], *, out: Path, model_config: SCViTConfig,
                       config: LosoConfig, num_classes: int, device: torch.device, negate: tuple[int, ...],
                       progress: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """LOSO runs (``selfme.scvit.loso.FoldRun``) in stacks of up to ``config.stack_folds`` folds with equal
-    steps per epoch; yields (run, record) as ``loso.run_fold`` returns it, stack by stack."""
+    """LOSO runs (``selfme.scvit.loso.FoldRun``) in stacks of up to ``config.stack_folds`` folds; yields (run, record) as ``loso.run_fold`` returns it, stack by stack."""
     from selfme.scvit.folds import run_seed
     from selfme.scvit.loso import check_fold, finish_fold
     from selfme.scvit.train import deterministic
 
     if config.live:
         raise ValueError("loso.live (dvclive curves per fold) needs loso.stack_folds: 1")
-    groups: dict[int, list] = {}
     for run in runs:
         check_fold(data, run)
-        groups.setdefault(steps_per_epoch(len(run.fold.train), config.batch_size), []).append(run)
     x, y = data["x"], data["y"]
-    for group in groups.values():
-        for i in range(0, len(group), config.stack_folds):
-            stack = group[i:i + config.stack_folds]
-            k = config.ensemble  # every run's members train side by side in the stack
-            start = time.perf_counter()
-            with deterministic():
-                models, histories = train_folds_stacked(
-                    x, y, [torch.as_tensor(r.fold.train) for r in stack for _ in range(k)],
-                    [run_seed(member_seed(r.seed, m, k), r.fold) for r in stack for m in range(k)],
-                    model_config=model_config, config=config, num_classes=num_classes, device=device, negate=negate)
-            seconds = (time.perf_counter() - start) / len(stack)
-            for j, run in enumerate(stack):
-                model, history = ensemble_of(list(zip(models[j * k:(j + 1) * k], histories[j * k:(j + 1) * k])))
-                yield run, finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes,
+    for i in range(0, len(runs), config.stack_folds):
+        stack = runs[i:i + config.stack_folds]
+        k = config.ensemble  # every run's members train side by side in the stack
+        start = time.perf_counter()
+        with deterministic():
+            models, histories = train_folds_stacked(
+                x, y, [torch.as_tensor(r.fold.train) for r in stack for _ in range(k)],
+                [run_seed(member_seed(r.seed, m, k), r.fold) for r in stack for m in range(k)],
+                model_config=model_config, config=config, num_classes=num_classes, device=device, negate=negate)
+        seconds = (time.perf_counter() - start) / len(stack)
+        for j, run in enumerate(stack):
+            model, history = ensemble_of(list(zip(models[j * k:(j + 1) * k], histories[j * k:(j + 1) * k])))
+            yield run, finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes,
                                        device=device, seconds=seconds)
