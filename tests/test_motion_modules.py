@@ -198,6 +198,7 @@ def test_equivariance_loss_is_zero_for_identity_and_positive_otherwise_eq7():
 def test_model_config_validation_and_paper_architecture():
     filled = model_config(TINY)  # the optional keys filled with their defaults
     assert filled == {**TINY, "kp_detector": {**TINY["kp_detector"], "estimate_jacobian": False},
+                      "dense_motion": {**TINY["dense_motion"], "residual_flow": False},
                       "generator": {**TINY["generator"], "image_skip": False, "warp_padding": "zeros"}}
     assert model_config({**TINY, "method": "selfme"}) == filled
     with pytest.raises(ValueError, match="motion.num_keypoints: unknown key"):

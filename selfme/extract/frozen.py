@@ -55,19 +55,20 @@ class PairKeypoints(nn.Module):
 
 
 class DenseDisplacement(nn.Module):
-    """(source, source and target keypoints, gamma [0-d tensor], Jacobians or nothing) -> displacement
-    [B, 2, h, w], the dense motion network's Eq. 5 in pixels."""
+    """(source, target, source and target keypoints, gamma [0-d tensor], Jacobians or nothing) ->
+    displacement [B, 2, h, w], the dense motion network's Eq. 5 in pixels (the target frame is used by
+    ``residual_flow`` only)."""
 
     def __init__(self, dense_motion_network: nn.Module) -> None:
         super().__init__()
         self.dense_motion_network = dense_motion_network
 
-    def forward(self, source: torch.Tensor, kp_source: torch.Tensor, kp_target: torch.Tensor, gamma: torch.Tensor,
-                jacobian_source: torch.Tensor | None = None,
+    def forward(self, source: torch.Tensor, target: torch.Tensor, kp_source: torch.Tensor, kp_target: torch.Tensor,
+                gamma: torch.Tensor, jacobian_source: torch.Tensor | None = None,
                 jacobian_target: torch.Tensor | None = None) -> torch.Tensor:
         return self.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
-                                         jacobian_source=jacobian_source,
-                                         jacobian_target=jacobian_target)["displacement"]
+                                         jacobian_source=jacobian_source, jacobian_target=jacobian_target,
+                                         target=target)["displacement"]
 
 
 class MotionField:
@@ -97,7 +98,7 @@ class MotionField:
             return self.learner.estimate_motion(source, target, gamma=gamma)["displacement"]
         kp = keypoints if keypoints is not None else self.keypoints(source, target)
         gamma_t = torch.tensor(float(gamma), dtype=source.dtype, device=source.device)
-        return self.dense_part(source, kp[0], kp[1], gamma_t, *kp[2:])
+        return self.dense_part(source, target, kp[0], kp[1], gamma_t, *kp[2:])
 
 
 def _freeze(module: nn.Module, example: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
@@ -133,7 +134,7 @@ def freeze_motion_field(field: MotionField, *, image_size: int, device: torch.de
             # the trace instead of being rebuilt inside the graph at every call.
             kp = field.keypoints(frames[:TRACE_PAIRS], frames[TRACE_PAIRS:])
             gamma = torch.tensor(TRACE_GAMMA, dtype=frames.dtype, device=device)
-            example = (frames[:TRACE_PAIRS], kp[0], kp[1], gamma, *kp[2:])
+            example = (frames[:TRACE_PAIRS], frames[TRACE_PAIRS:], kp[0], kp[1], gamma, *kp[2:])
             field.dense_part(*example)
             frozen.keypoint_part = _freeze(field.keypoint_part, (frames,))
             frozen.dense_part = _freeze(field.dense_part, example)

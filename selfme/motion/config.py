@@ -35,13 +35,15 @@ class KPDetectorConfig:
 @dataclass(frozen=True, kw_only=True)
 class DenseMotionConfig:
     """F_dense (Eq. 3-5): an hourglass on the input shrunk by ``scale_factor``; Gaussian heatmaps of
-    variance ``kp_variance``."""
+    variance ``kp_variance``; ``residual_flow``: the hourglass also sees the target and adds a free
+    residual displacement to Eq. 5 (a departure; ``selfme.motion.dense_motion``)."""
 
     block_expansion: int
     max_features: int
     num_blocks: int
     scale_factor: float
     kp_variance: float
+    residual_flow: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,12 @@
 """F_dense, the dense motion network (Sec. 3.2, Eq. 2-5), zeroth order.
 
+``residual_flow`` (a departure, off by default): in Eq. 2-5 everything the network knows of the target
+passes through the K keypoints (2K numbers), so the dense motion is a soft blend of K + 1 translations
+and cannot bend where no keypoint sits, such as a mouth corner in a micro-expression. With it the
+hourglass also sees the target frame (at its own scale) and a 7 x 7 convolution adds a free residual
+displacement to Eq. 5's blend (initialised to zero, so training starts from the keypoint motion; scaled
+by gamma like the local motions). The warp loss (``loss.warp``) is what makes the residual a motion.
+
 Conventions (shared with the generator and the extraction stage):
 
 * the motion is *backward*: for every target position p, ``deformation[p]`` is where to sample the source,
@@ -27,12 +34,19 @@ class DenseMotionNetwork(nn.Module):
 
     def __init__(self, *, num_kp: int, num_channels: int = 3, block_expansion: int = 64,
                  max_features: int = 1024, num_blocks: int = 5, scale_factor: float = 0.25,
-                 kp_variance: float = 0.01, estimate_occlusion_map: bool = True, padding: str = "zeros") -> None:
+                 kp_variance: float = 0.01, estimate_occlusion_map: bool = True, padding: str = "zeros",
+                 residual_flow: bool = False) -> None:
         super().__init__()
         self.padding = padding  # grid_sample's padding_mode for the deformed sources (the generator's warp_padding)
-        self.hourglass = Hourglass(block_expansion=block_expansion, in_features=(num_kp + 1) * (num_channels + 1),
+        self.residual_flow = bool(residual_flow)
+        in_features = (num_kp + 1) * (num_channels + 1) + (num_channels if residual_flow else 0)
+        self.hourglass = Hourglass(block_expansion=block_expansion, in_features=in_features,
                                    max_features=max_features, num_blocks=num_blocks)
         self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, kernel_size=7, padding=3)
+        self.residual = None
+        if residual_flow:  # zero at the start: training begins from Eq. 5's keypoint motion
+            self.residual = nn.Conv2d(self.hourglass.out_filters, 2, kernel_size=7, padding=3)
+            nn.init.zeros_(self.residual.weight), nn.init.zeros_(self.residual.bias)
         self.occlusion = (nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3)
                           if estimate_occlusion_map else None)
         self.num_kp = num_kp
@@ -92,26 +106,35 @@ class DenseMotionNetwork(nn.Module):
 
     def forward(self, source: torch.Tensor, *, kp_source: torch.Tensor, kp_target: torch.Tensor,
                 gamma: float = 1.0, jacobian_source: torch.Tensor | None = None,
-                jacobian_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Source [B, C, H, W], keypoints [B, K, 2] (Jacobians [B, K, 2, 2] optional) -> dict of
+                jacobian_target: torch.Tensor | None = None,
+                target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Source [B, C, H, W], keypoints [B, K, 2] (Jacobians [B, K, 2, 2] optional; the target frame
+        [B, C, H, W] with ``residual_flow``) -> dict of
 
         mask [B, K+1, h, w] (psi, Eq. 4), sparse_deformed [B, K+1, C, h, w], deformation [B, h, w, 2]
         (Eq. 5), displacement [B, 2, h, w] (pixels of the input), occlusion_map [B, 1, h, w] (if estimated).
         """
+        if self.residual_flow and target is None:
+            raise ValueError("dense_motion.residual_flow needs the target frame")
         full_size = source.shape[2:]
         if self.scale_factor != 1:
             source = self.down(source)
+            target = self.down(target) if self.residual_flow else None
         b, _, h, w = source.shape
         heatmaps = self.create_heatmap_representations((h, w), kp_source, kp_target)
         sparse_motions = self.create_sparse_motions((h, w), kp_source, kp_target, gamma,
                                                     jacobian_source, jacobian_target)
         deformed = self.create_deformed_source_image(source, sparse_motions)
         features = torch.cat([heatmaps.to(deformed.dtype), deformed], dim=2).view(b, -1, h, w)
+        if self.residual_flow:
+            features = torch.cat([features, target.to(features.dtype)], dim=1)
         prediction = self.hourglass(features)
         # Eq. 4: psi, a softmax over the K keypoints and the background at every position.
         mask = F.softmax(self.mask(prediction).float(), dim=1)  # [B, K+1, h, w]
         # Eq. 5: the dense motion is the psi-weighted sum of the local motions.
         deformation = (sparse_motions * mask.unsqueeze(-1)).sum(dim=1)  # [B, h, w, 2]
+        if self.residual is not None:  # a departure: plus a free residual, scaled by gamma as Eq. 2's motions
+            deformation = deformation + gamma * self.residual(prediction).float().permute(0, 2, 3, 1)
         out = {"mask": mask, "sparse_deformed": deformed, "deformation": deformation,
                "displacement": grid_to_displacement(deformation, full_size)}
         if self.occlusion is not None:

@@ -98,15 +98,17 @@ class OcclusionAwareGenerator(nn.Module):
 
     def forward(self, source: torch.Tensor, *, kp_source: torch.Tensor, kp_target: torch.Tensor,
                 gamma: float = 1.0, jacobian_source: torch.Tensor | None = None,
-                jacobian_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """-> dense motion outputs (mask, deformation, displacement, occlusion_map, sparse_deformed) plus
+                jacobian_target: torch.Tensor | None = None,
+                target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """(``target``: the target frame, for the dense motion's ``residual_flow``) -> dense motion outputs (mask, deformation, displacement, occlusion_map, sparse_deformed) plus
         ``deformed`` (the source warped by the dense motion) and ``prediction`` (the reconstruction); with
         ``image_skip`` also ``decoded`` (the decoder's image, which fills the occluded part)."""
         factor = 2 ** self.num_down_blocks
         if source.shape[-1] % factor or source.shape[-2] % factor:
             raise ValueError(f"image sides must be divisible by {factor}, got {tuple(source.shape[-2:])}")
         out = dict(self.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
-                                             jacobian_source=jacobian_source, jacobian_target=jacobian_target))
+                                             jacobian_source=jacobian_source, jacobian_target=jacobian_target,
+                                             target=target))
         features = warp(self.encode(source), out["deformation"], self.warp_padding)
         occlusion = out.get("occlusion_map")
         if occlusion is not None:

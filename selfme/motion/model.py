@@ -115,7 +115,8 @@ class MotionLearner(nn.Module):
         kp_source, jac_source = self.kp_detector.detect(source)
         kp_target, jac_target = self.kp_detector.detect(target)
         dense = self.generator.dense_motion_network(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
-                                                    jacobian_source=jac_source, jacobian_target=jac_target)
+                                                    jacobian_source=jac_source, jacobian_target=jac_target,
+                                                    target=target)
         return {"kp_source": kp_source, "kp_target": kp_target, **dense}
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, *, gamma: float = 1.0,
@@ -127,7 +128,7 @@ class MotionLearner(nn.Module):
         kp_source, jac_source = self.kp_detector.detect(source)  # [B, K, 2], [B, K, 2, 2] | None
         kp_target, jac_target = self.kp_detector.detect(target)
         out = self.generator(source, kp_source=kp_source, kp_target=kp_target, gamma=gamma,
-                             jacobian_source=jac_source, jacobian_target=jac_target)
+                             jacobian_source=jac_source, jacobian_target=jac_target, target=target)
         out.update(kp_source=kp_source, kp_target=kp_target)
         if not with_losses:
             return out
