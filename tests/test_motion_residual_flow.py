@@ -30,13 +30,19 @@ def test_a_constant_residual_adds_gamma_times_its_pixels_to_eq5():
     net = _network(True)
     with torch.no_grad():
         base = net(source, kp_source=kp_s, kp_target=kp_t, gamma=2.0, target=target)["displacement"]
-        # bias (0.1, -0.05) in normalised (x, y): on a 32-px input x spans 2 units over 31 px, so
-        # 0.1 is 0.1 * 31 / 2 = 1.55 px and -0.05 is -0.775 px; gamma 2 doubles both
-        net.residual.bias.copy_(torch.tensor([0.1, -0.05]))
+        base1 = net(source, kp_source=kp_s, kp_target=kp_t, gamma=1.0, target=target)["displacement"]
+        # bias (atanh 0.5, atanh -0.2): residual 0.05 * (0.5, -0.2) = (0.025, -0.01) in normalised (x, y);
+        # on a 32-px input 2 units span 31 px, so 0.025 is 0.3875 px and -0.01 is -0.155 px; gamma 2
+        # doubles both
+        net.residual.bias.copy_(torch.atanh(torch.tensor([0.5, -0.2])))
         moved = net(source, kp_source=kp_s, kp_target=kp_t, gamma=2.0, target=target)["displacement"]
     delta = moved - base
-    assert torch.allclose(delta[:, 0], torch.full_like(delta[:, 0], 3.1), atol=1e-4)
-    assert torch.allclose(delta[:, 1], torch.full_like(delta[:, 1], -1.55), atol=1e-4)
+    assert torch.allclose(delta[:, 0], torch.full_like(delta[:, 0], 0.775), atol=1e-4)
+    assert torch.allclose(delta[:, 1], torch.full_like(delta[:, 1], -0.31), atol=1e-4)
+    with torch.no_grad():  # the bound: however large the head's output, at most 0.05 * 31 / 2 px per gamma
+        net.residual.bias.fill_(50.0)
+        capped = net(source, kp_source=kp_s, kp_target=kp_t, gamma=1.0, target=target)["displacement"]
+    assert abs(float((capped - base1).abs().max()) - 0.05 * 31 / 2) < 1e-4
 
 
 def test_the_residual_starts_at_zero_and_sees_the_target():

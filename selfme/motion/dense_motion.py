@@ -6,6 +6,9 @@ and cannot bend where no keypoint sits, such as a mouth corner in a micro-expres
 hourglass also sees the target frame (at its own scale) and a 7 x 7 convolution adds a free residual
 displacement to Eq. 5's blend (initialised to zero, so training starts from the keypoint motion; scaled
 by gamma like the local motions). The warp loss (``loss.warp``) is what makes the residual a motion.
+The residual is bounded, RESIDUAL_BOUND * tanh(.) in normalised coordinates (0.05: 1.6 px of a 64-px
+input, about a micro-expression's whole apex motion): an unbounded head diverged in the demo (held-out
+expression EPE 8.1 px, the warped source worse than the identity; docs/motion_learning.md).
 
 Conventions (shared with the generator and the extraction stage):
 
@@ -27,6 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfme.motion.blocks import AntiAliasInterpolation2d, Hourglass, kp2gaussian, make_coordinate_grid
+
+#: ``residual_flow``'s bound on the residual displacement, normalised coordinates (see the module docstring)
+RESIDUAL_BOUND = 0.05
 
 
 class DenseMotionNetwork(nn.Module):
@@ -134,7 +140,8 @@ class DenseMotionNetwork(nn.Module):
         # Eq. 5: the dense motion is the psi-weighted sum of the local motions.
         deformation = (sparse_motions * mask.unsqueeze(-1)).sum(dim=1)  # [B, h, w, 2]
         if self.residual is not None:  # a departure: plus a free residual, scaled by gamma as Eq. 2's motions
-            deformation = deformation + gamma * self.residual(prediction).float().permute(0, 2, 3, 1)
+            residual = RESIDUAL_BOUND * torch.tanh(self.residual(prediction).float())  # [B, 2, h, w]
+            deformation = deformation + gamma * residual.permute(0, 2, 3, 1)
         out = {"mask": mask, "sparse_deformed": deformed, "deformation": deformation,
                "displacement": grid_to_displacement(deformation, full_size)}
         if self.occlusion is not None:
