@@ -44,7 +44,6 @@ class DenseMotionNetwork(nn.Module):
                  residual_flow: bool = False) -> None:
         super().__init__()
         self.padding = padding  # grid_sample's padding_mode for the deformed sources (the generator's warp_padding)
-        self.residual_flow = bool(residual_flow)
         in_features = (num_kp + 1) * (num_channels + 1) + (num_channels if residual_flow else 0)
         self.hourglass = Hourglass(block_expansion=block_expansion, in_features=in_features,
                                    max_features=max_features, num_blocks=num_blocks)
@@ -60,6 +59,11 @@ class DenseMotionNetwork(nn.Module):
         self.kp_variance = kp_variance
         if scale_factor != 1:
             self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
+
+    @property
+    def residual_flow(self) -> bool:
+        """Whether the network sees the target and adds the residual displacement (the ``residual`` head)."""
+        return self.residual is not None
 
     @staticmethod
     def local_motions(kp_source: torch.Tensor, kp_target: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -139,7 +143,7 @@ class DenseMotionNetwork(nn.Module):
         mask = F.softmax(self.mask(prediction).float(), dim=1)  # [B, K+1, h, w]
         # Eq. 5: the dense motion is the psi-weighted sum of the local motions.
         deformation = (sparse_motions * mask.unsqueeze(-1)).sum(dim=1)  # [B, h, w, 2]
-        if self.residual is not None:  # a departure: plus a free residual, scaled by gamma as Eq. 2's motions
+        if self.residual_flow:  # a departure: plus a free residual, scaled by gamma as Eq. 2's motions
             residual = RESIDUAL_BOUND * torch.tanh(self.residual(prediction).float())  # [B, 2, h, w]
             deformation = deformation + gamma * residual.permute(0, 2, 3, 1)
         out = {"mask": mask, "sparse_deformed": deformed, "deformation": deformation,

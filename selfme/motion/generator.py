@@ -100,9 +100,10 @@ class OcclusionAwareGenerator(nn.Module):
                 gamma: float = 1.0, jacobian_source: torch.Tensor | None = None,
                 jacobian_target: torch.Tensor | None = None,
                 target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """(``target``: the target frame, for the dense motion's ``residual_flow``) -> dense motion outputs (mask, deformation, displacement, occlusion_map, sparse_deformed) plus
-        ``deformed`` (the source warped by the dense motion) and ``prediction`` (the reconstruction); with
-        ``image_skip`` also ``decoded`` (the decoder's image, which fills the occluded part)."""
+        """(``target``: the target frame, for the dense motion's ``residual_flow``) -> dense motion outputs
+        (mask, deformation, displacement, occlusion_map, sparse_deformed) plus ``deformed`` (the source
+        warped by the dense motion) and ``prediction`` (the reconstruction); with ``image_skip`` also
+        ``decoded`` (the decoder's image, which fills the occluded part)."""
         factor = 2 ** self.num_down_blocks
         if source.shape[-1] % factor or source.shape[-2] % factor:
             raise ValueError(f"image sides must be divisible by {factor}, got {tuple(source.shape[-2:])}")

@@ -189,7 +189,6 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
         sums = torch.zeros(len(seeds), 4, dtype=torch.float64)   # loss, ce, sc, correct (per fold)
         for start in range(0, max(len(o) for o in orders), config.batch_size):
             parts = [o[start:start + config.batch_size] for o in orders]
-            active = torch.tensor([len(p) > 0 for p in parts])   # a fold with fewer batches sits out
             xb, yb, valid = (t.to(device) for t in _batch(x, y, parts, generators, config, negate))
             logits, regions = step_fn(params, buffers, xb)
             ce = ce_fn(logits, yb, valid, weights)
@@ -197,7 +196,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
             loss = ce + omega * sc
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
-            optimizer.step(active)
+            optimizer.step(valid.any(1))   # a fold with fewer batches (no valid row) sits out
             n = valid.sum(1).double().cpu()
             correct = ((logits.argmax(2) == yb) & valid).sum(1).double().cpu()
             sums += torch.stack([loss.detach().double().cpu() * n, ce.detach().double().cpu() * n,
@@ -213,7 +212,8 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
 def run_folds_stacked(data: Mapping[str, Any], runs: Sequence[Any], *, out: Path, model_config: SCViTConfig,
                       config: LosoConfig, num_classes: int, device: torch.device, negate: tuple[int, ...],
                       progress: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """LOSO runs (``selfme.scvit.loso.FoldRun``) in stacks of up to ``config.stack_folds`` folds; yields (run, record) as ``loso.run_fold`` returns it, stack by stack."""
+    """LOSO runs (``selfme.scvit.loso.FoldRun``) in stacks of up to ``config.stack_folds`` folds; yields
+    (run, record) as ``loso.run_fold`` returns it, stack by stack."""
     from selfme.scvit.folds import run_seed
     from selfme.scvit.loso import check_fold, finish_fold
     from selfme.scvit.train import deterministic
