@@ -32,6 +32,23 @@ def test_ststnet_layers_and_parameter_count():
     assert torch.equal(model(x), logits)
 
 
+def test_ststnet_feature_map_is_the_published_conv_relu_pool_order():
+    """STSTNet pools before its ReLU (faster); the paper's order is conv -> ReLU -> max pool. ReLU is
+    monotone, so both give the same values and the same gradients, to the bit, ties at zero included."""
+    torch.manual_seed(0)
+    model = STSTNet(num_classes=3)
+    x = torch.randn(6, 3, 28, 28)
+    x[0] = -1.0                                       # a sample with every pre-activation window negative
+    published = torch.cat([torch.nn.functional.max_pool2d(torch.relu(conv(x)), 3, stride=3, padding=1)
+                           for conv in model.streams], dim=1)
+    ours = model.feature_map(x)
+    assert torch.equal(ours, published)
+    g_ours = torch.autograd.grad(ours.square().sum(), list(model.parameters())[:6])
+    g_published = torch.autograd.grad(published.square().sum(), list(model.parameters())[:6])
+    assert all(torch.equal(a, b) for a, b in zip(g_ours, g_published))
+    assert any(a.abs().sum() > 0 for a in g_ours)
+
+
 def test_off_apexnet_layers_and_parameter_count():
     model, _ = create_scvit(SCViTConfig(model_name="off_apexnet", **PEER), num_classes=3, in_chans=3)
     assert isinstance(model, OFFApexNet)

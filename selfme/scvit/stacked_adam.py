@@ -33,6 +33,7 @@ class StackedAdam(torch.optim.Optimizer):
         """One Adam step for the folds where ``active`` [F] (bool; default all)."""
         active = torch.ones(self.folds, dtype=torch.bool) if active is None else active.cpu()
         self.steps += active.double()
+        everyone = bool(active.all())
         t = self.steps.clamp(min=1)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -48,8 +49,12 @@ class StackedAdam(torch.optim.Optimizer):
                 if not state:
                     state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.copy_(torch.where(on, m.lerp(grad, 1 - beta1), m))
-                v.copy_(torch.where(on, v * beta2 + (1 - beta2) * grad * grad, v))
+                if everyone:   # the usual step: no fold sits out, so in place (the same values, fewer temporaries)
+                    m.lerp_(grad, 1 - beta1)
+                    v.mul_(beta2).add_((1 - beta2) * grad * grad)
+                else:
+                    m.copy_(torch.where(on, m.lerp(grad, 1 - beta1), m))
+                    v.copy_(torch.where(on, v * beta2 + (1 - beta2) * grad * grad, v))
                 denom = v.sqrt() / bc2_sqrt.to(p.device).view(shape) + group["eps"]
                 update = step_size.to(p.device).view(shape) * m / denom
-                p.sub_(torch.where(on, update, torch.zeros_like(update)))
+                p.sub_(update if everyone else torch.where(on, update, torch.zeros_like(update)))
