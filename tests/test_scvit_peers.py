@@ -38,13 +38,16 @@ def test_ststnet_feature_map_is_the_published_conv_relu_pool_order():
     torch.manual_seed(0)
     model = STSTNet(num_classes=3)
     x = torch.randn(6, 3, 28, 28)
-    x[0] = -1.0                                       # a sample with every pre-activation window negative
+    # a constant sample: inside the border every pooling window ties, and the filters that respond
+    # negatively to it (5 of the 16 with this seed) give windows that are negative throughout
+    x[0] = -1.0
     published = torch.cat([torch.nn.functional.max_pool2d(torch.relu(conv(x)), 3, stride=3, padding=1)
                            for conv in model.streams], dim=1)
     ours = model.feature_map(x)
     assert torch.equal(ours, published)
-    g_ours = torch.autograd.grad(ours.square().sum(), list(model.parameters())[:6])
-    g_published = torch.autograd.grad(published.square().sum(), list(model.parameters())[:6])
+    streams = list(model.streams.parameters())
+    g_ours = torch.autograd.grad(ours.square().sum(), streams)
+    g_published = torch.autograd.grad(published.square().sum(), streams)
     assert all(torch.equal(a, b) for a, b in zip(g_ours, g_published))
     assert any(a.abs().sum() > 0 for a in g_ours)
 
