@@ -189,3 +189,43 @@ def test_holdout_split_is_seeded_and_disjoint(me_data):
     assert split_holdout(manifest, 1, seed=0)[1].equals(held)
     with pytest.raises(ValueError, match="leaves no training clips"):
         split_holdout(manifest, 4, seed=0)
+
+
+def test_weight_average_is_the_ema_of_the_steps_weights(me_data, tmp_path, monkeypatch):
+    """The saved model of an ema_decay d run is e_1 = w_1, e_t = d e_(t-1) + (1 - d) w_t over the weights w_t
+    after each Adam step (written from that recursion here); the training trajectory itself is unchanged."""
+    from selfme.motion.averaging import WeightAverage
+
+    seen: list[dict[str, torch.Tensor]] = []
+    update = WeightAverage.update
+    monkeypatch.setattr(WeightAverage, "update", lambda self, model: (
+        seen.append({k: v.detach().clone() for k, v in model.generator.state_dict().items()}), update(self, model)))
+    d = 0.7
+    _train(me_data, tmp_path / "e", tmp_path / "e.pt", 2, {"run": "e"}, ema_decay=d)
+    plain = _train(me_data, tmp_path / "p", tmp_path / "p.pt", 2, {"run": "p"})
+    assert len(seen) == 4  # 2 epochs x 2 steps
+    saved = torch.load(tmp_path / "e.pt", weights_only=True)["generator"]
+    last = torch.load(tmp_path / "p.pt", weights_only=True)["generator"]
+    floats = [k for k, v in saved.items() if v.is_floating_point()]
+    for k in floats:
+        expected = seen[0][k].double()
+        for w in seen[1:]:
+            expected = d * expected + (1 - d) * w[k].double()
+        torch.testing.assert_close(saved[k].double(), expected, rtol=1e-5, atol=1e-6)
+        assert torch.equal(seen[-1][k], last[k])  # the run's own weights: those of the plain run
+    assert any(not torch.equal(saved[k], last[k]) for k in floats)
+    assert plain[-1]["loss"] == _train(me_data, tmp_path / "e2", tmp_path / "e2.pt", 2, {"run": "e2"},
+                                       ema_decay=d)[-1]["loss"]
+
+
+def test_resume_restores_the_weight_average(me_data, tmp_path):
+    straight = tmp_path / "a.pt"
+    _train(me_data, tmp_path / "a", straight, 3, {"run": "a"}, ema_decay=0.8)
+    _train(me_data, tmp_path / "b", tmp_path / "b.pt", 1, {"run": "a"}, ema_decay=0.8)
+    assert "ema" in torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=True)
+    _train(me_data, tmp_path / "b", tmp_path / "b.pt", 3, {"run": "a"}, ema_decay=0.8)
+    a, b = torch.load(straight, weights_only=True), torch.load(tmp_path / "b.pt", weights_only=True)
+    for net in ("kp_detector", "generator"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        _config(ema_decay=1.0)

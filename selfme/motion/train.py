@@ -2,7 +2,9 @@
 
 CUDA with bf16 autocast when present, CPU otherwise; Adam (betas 0.5, 0.999) with MultiStepLR; one
 resumable checkpoint per run folder ``<checkpoint_root>/<params hash>/last.pt`` (networks, optimizer,
-scheduler, epoch and the python / numpy / torch RNG states, loadable with ``weights_only=True``);
+scheduler, epoch, the python / numpy / torch RNG states and the weight average, loadable with
+``weights_only=True``); optionally an exponential moving average of the weights (``ema_decay``,
+:mod:`selfme.motion.averaging`), which validation, samples and the saved model then use;
 DistributedDataParallel under torchrun (only when WORLD_SIZE > 1); dvclive curves and sample PNGs.
 """
 
@@ -14,7 +16,8 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from contextlib import nullcontext
+from typing import Any, ContextManager, Mapping
 
 import numpy as np
 import torch
@@ -24,6 +27,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from selfme.config import Section, check_rules
 from selfme.device import resolve_device
+from selfme.motion.averaging import WeightAverage
 from selfme.motion.checkpoint import params_hash, read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from selfme.motion.evaluate import evaluate_reconstruction, sample_image
 from selfme.motion.live import log_epoch, open_live
@@ -37,7 +41,8 @@ class TrainConfig(Section):
     """Optimisation settings of one stage (the stage section's keys besides :class:`StageData`'s).
 
     threads: torch's intra-op threads for the stage (fixed, since results depend on it; 0: torch's
-    default). pairs_per_epoch: None until the stage sets it from ``repeats``.
+    default). pairs_per_epoch: None until the stage sets it from ``repeats``. ema_decay: 0 keeps the
+    last weights (the paper's); in (0, 1) the stage's model is the EMA of its weights (a departure).
     """
 
     epochs: int
@@ -53,13 +58,15 @@ class TrainConfig(Section):
     image_every: int = 1
     amp: bool = True  # bf16 autocast, CUDA only
     threads: int = 1
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         check_rules([(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
                      (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
                      (self.pairs_per_epoch is None or self.pairs_per_epoch >= self.batch_size,
                       f"pairs_per_epoch must be >= batch_size {self.batch_size}, got {self.pairs_per_epoch}"),
-                     (self.threads >= 0, f"threads must be >= 0, got {self.threads}")])
+                     (self.threads >= 0, f"threads must be >= 0, got {self.threads}"),
+                     (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}")])
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -115,6 +122,11 @@ class _Run:
     hash_payload: Mapping[str, Any] | None
     history: list[dict[str, float]] = field(default_factory=list)
     start_epoch: int = 0
+    average: WeightAverage | None = None
+
+    def averaged(self) -> ContextManager[MotionLearner]:
+        """The learner as the stage reports and saves it: with the weight average applied, if any."""
+        return self.average.applied(self.model) if self.average is not None else nullcontext(self.model)
 
 
 def _place(device: str | torch.device | None, local_rank: int) -> torch.device:
@@ -137,6 +149,8 @@ def resume(run: _Run, config: TrainConfig) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
+    if run.average is not None:
+        run.average.load_state_dict(state["ema"])
     if run.rank < len(state["loss_rng"]):
         run.loss_rng.set_state(state["loss_rng"][run.rank].cpu())
     run.start_epoch, run.history = int(state["epoch"]), list(state["history"])
@@ -154,7 +168,8 @@ def save_checkpoint(run: _Run, epoch: int) -> None:
     write_checkpoint(run.checkpoint_dir, {
         "params_hash": run.run_hash, "epoch": epoch, "networks": run.model.networks_state_dict(),
         "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), "rng": rng_state(),
-        "loss_rng": rngs, "history": run.history}, hash_payload=run.hash_payload)
+        "loss_rng": rngs, "history": run.history,
+        **({"ema": run.average.state_dict()} if run.average is not None else {})}, hash_payload=run.hash_payload)
 
 
 def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_amp: bool,
@@ -176,6 +191,8 @@ def train_one_epoch(net: torch.nn.Module, loader: DataLoader, run: _Run, *, use_
         run.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         run.optimizer.step()
+        if run.average is not None:
+            run.average.update(run.model)
         with torch.no_grad():
             b = source.shape[0]
             sums += torch.stack([out["loss"].float(), out["loss_perceptual"].float(),
@@ -211,7 +228,8 @@ def _start_run(model: MotionLearner, config: TrainConfig, *, device: torch.devic
                scheduler=torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.milestones),
                                                               gamma=config.lr_decay),
                run_hash=params_hash(hash_payload or {}), checkpoint_dir=Path(checkpoint_dir),
-               hash_payload=hash_payload)
+               hash_payload=hash_payload,
+               average=WeightAverage(model, decay=config.ema_decay) if config.ema_decay else None)
     resume(run, config)
     return run
 
@@ -261,22 +279,24 @@ def train_motion(model: MotionLearner, dataset: Dataset, *, config: TrainConfig,
         record = epoch_record(sums, epoch=epoch, lr=run.optimizer.param_groups[0]["lr"],
                               seconds=time.perf_counter() - tic)
         run.scheduler.step()
-        if val_dataset is not None and rank == 0:
-            val = evaluate_reconstruction(model, val_dataset, device=device, batch_size=loader.batch_size)
-            record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
-        run.history.append(record)
-        log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
-                 ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
-        log_epoch(live, record, epochs=config.epochs, image_every=config.image_every,
-                  sample=lambda: sample_image(model, *sample, device=device))
+        with run.averaged() as reported:
+            if val_dataset is not None and rank == 0:
+                val = evaluate_reconstruction(reported, val_dataset, device=device, batch_size=loader.batch_size)
+                record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
+            run.history.append(record)
+            log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+                     ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+            log_epoch(live, record, epochs=config.epochs, image_every=config.image_every,
+                      sample=lambda: sample_image(reported, *sample, device=device))
         if epoch + 1 == config.epochs or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0):
             save_checkpoint(run, epoch + 1)
     if live is not None:
         live.end()
     if rank == 0:
-        save_motion_model(out_path, model, meta={**dict(meta or {}), "params_hash": run.run_hash,
-                                                 "epochs": config.epochs,
-                                                 "history": [without_timing(r) for r in run.history]})
+        with run.averaged() as reported:
+            save_motion_model(out_path, reported, meta={**dict(meta or {}), "params_hash": run.run_hash,
+                                                        "epochs": config.epochs,
+                                                        "history": [without_timing(r) for r in run.history]})
     if world > 1:
         dist.barrier()
     return run.history
