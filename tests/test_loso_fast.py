@@ -81,7 +81,6 @@ def test_channels_last_is_the_plain_path_up_to_float_rounding_on_cpu(plain):
     assert all(torch.allclose(state[k].float(), v.float(), rtol=1e-4, atol=1e-4) for k, v in plain[0.1][2].items())
 
 
-
 def test_bf16_autocast_is_close_to_fp32(plain):
     # bfloat16 keeps 8 bits of mantissa (relative rounding 4e-3); over 3 epochs of a tiny ViT the
     # training loss stays within 1 % and the held-out probabilities within 0.01 of the float32 run

@@ -28,11 +28,9 @@ def _networks(model: MotionLearner) -> nn.ModuleDict:
 
 
 class WeightAverage:
-    """EMA of a learner's networks with decay ``decay`` in (0, 1)."""
+    """EMA of a learner's networks with decay ``decay`` in (0, 1) (``TrainConfig`` checks the range)."""
 
     def __init__(self, model: MotionLearner, *, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1) when used, got {decay}")
         self.average = AveragedModel(_networks(model), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     @torch.no_grad()
@@ -49,10 +47,9 @@ class WeightAverage:
     @contextmanager
     def applied(self, model: MotionLearner) -> Iterator[MotionLearner]:
         """``model`` with the averaged weights inside the block, its own weights restored (exactly) after."""
-        networks = _networks(model)
-        own = {k: v.detach().clone() for k, v in networks.state_dict().items()}
-        networks.load_state_dict(self.average.module.state_dict())
+        own = {name: {k: v.detach().clone() for k, v in sd.items()} for name, sd in model.networks_state_dict().items()}
+        model.load_networks_state_dict({name: net.state_dict() for name, net in self.average.module.items()})
         try:
             yield model
         finally:
-            networks.load_state_dict(own)
+            model.load_networks_state_dict(own)

@@ -14,9 +14,9 @@ import logging
 import os
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import nullcontext
 from typing import Any, ContextManager, Mapping
 
 import numpy as np
