@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from selfme.config import pin_blas_threads
 from selfme.log import setup_logging
 
 #: Modules that contribute a sub-command through ``register(subparsers)``.
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    pin_blas_threads()  # the environment's OMP_NUM_THREADS must not change results
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -241,6 +241,20 @@ def set_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
+def pin_blas_threads(threads: int = 1) -> None:
+    """Fix the BLAS pools of numpy and OpenCV (their own OpenBLAS builds) at ``threads`` for this process
+    and the data-loader workers it forks. Left alone, OpenBLAS takes its count from OMP_NUM_THREADS /
+    OPENBLAS_NUM_THREADS or the core count, and a threaded product splits its rows differently, so the
+    environment, not params.yaml, would change the float results (the crops moved with OMP_NUM_THREADS
+    on an AMD EPYC machine, and every stage after them). Every stage and ``selfme`` command calls this
+    first; the stages' numpy products are small, so one thread costs nothing."""
+    import cv2  # noqa: F401  (loads OpenCV's OpenBLAS, so that it is limited too)
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(threads), user_api="blas")
+
+
 def as_dict(config: Any) -> dict[str, Any]:
     """A config (nested dataclasses) as plain dicts and lists, the form params.yaml holds."""
     def plain(value: Any) -> Any:

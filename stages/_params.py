@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import yaml
 
-from selfme.config import ParamsError, did_you_mean
+from selfme.config import ParamsError, did_you_mean, pin_blas_threads
 
 
 def load_params(*sections: str, path: str | Path = "params.yaml", optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -32,7 +32,9 @@ def load_params(*sections: str, path: str | Path = "params.yaml", optional: tupl
 
 def guarded(main: Callable[[], int], *, name: str | None = None) -> int:
     """Run a stage's ``main``; a :class:`ParamsError` (a bad params key or value) becomes one line on
-    stderr and exit code 2, no traceback (SELFME_LOG=DEBUG logs the trace)."""
+    stderr and exit code 2, no traceback (SELFME_LOG=DEBUG logs the trace). BLAS threads are pinned
+    first, so that the environment cannot change a stage's results (``pin_blas_threads``)."""
+    pin_blas_threads()
     try:
         return int(main() or 0)
     except ParamsError as exc:

@@ -64,3 +64,44 @@ def test_extract_command_uses_extract_threads_like_the_stage(tmp_path, monkeypat
     torch.set_num_threads(1)
     assert extract_stage.extract(params=params, dataset="toy", faces_dir=str(tmp_path)) == 0
     assert seen == [2, 2]
+
+
+_BLAS_THREADS = ("from threadpoolctl import threadpool_info; "
+                 "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))")
+
+
+def test_stage_guard_pins_blas_threads_whatever_the_environment(tmp_path):
+    """A stage's numpy / OpenCV BLAS pools run one thread under OMP_NUM_THREADS=2: the environment would
+    otherwise pick how a threaded product splits its rows, and with it the float results."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "2"
+    code = ("import cv2, numpy; from stages._params import guarded; "
+            f"guarded(lambda: exec({_BLAS_THREADS!r}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[1]"
+    unpinned = subprocess.run([sys.executable, "-c", f"import cv2, numpy; {_BLAS_THREADS}"], env=env,
+                              capture_output=True, text=True, check=True)
+    assert unpinned.stdout.strip() != "[1]" or os.cpu_count() == 1  # the environment did ask for two
+
+
+def test_selfme_command_pins_blas_threads(monkeypatch):
+    import selfme.cli as cli
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen: list[set[int]] = []
+
+    def parser():
+        p = argparse.ArgumentParser()
+        p.add_argument("--log-level", default=None)
+        p.set_defaults(command="probe", func=lambda args: seen.append(
+            {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}))
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    with threadpool_limits(limits=2, user_api="blas"):  # restored after the test
+        assert cli.main([]) == 0
+    assert seen == [{1}]
