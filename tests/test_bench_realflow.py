@@ -62,10 +62,10 @@ def test_kept_results_are_the_earlier_rows_not_run_now(tmp_path):
     assert bench.kept_results(tmp_path / "absent.json", table, set()) == {}
 
 
-def test_the_recipe_row_is_round_six_winner_and_the_default_rows_exist():
-    """configs/realflow.yaml as it is (the ``recipe`` row) is the tuning candidate z1_e120, the CASME II
-    winner; the no-SC row differs from it in omega only (sc_features is moot without SC); a plain run
-    trains rows the table has."""
+def test_the_recipe_row_is_round_seven_winner_and_the_default_rows_exist():
+    """configs/realflow.yaml as it is (the ``recipe`` row) is the tuning candidate r2_v3_tta, round 7's
+    CASME II winner, and the recipe_v3 row is round 6's z1_e120 (= r1_v3); the no-SC row differs from the
+    recipe in omega only (sc_features is moot without SC); a plain run trains rows the table has."""
     from selfme.scvit.cli import apply_overrides, read_params
 
     bench = _bench()
@@ -75,8 +75,11 @@ def test_the_recipe_row_is_round_six_winner_and_the_default_rows_exist():
         return {k: params[k] for k in ("scvit", "loso")}
 
     recipe = effective(bench.ROWS["recipe"])
-    assert recipe == effective(bench.TUNING["z1_e120"])
-    assert recipe["loso"]["epochs"] == 120
+    assert recipe == effective(bench.TUNING["r2_v3_tta"])
+    assert recipe["loso"]["epochs"] == 120 and recipe["loso"]["tta_hflip"] is True
+    v3 = effective(bench.ROWS["recipe_v3"])
+    assert v3 == effective(bench.TUNING["z1_e120"]) == effective(bench.TUNING["r1_v3"])
+    assert v3["loso"] == {**recipe["loso"], "tta_hflip": False} and v3["scvit"] == recipe["scvit"]
     nosc = effective(bench.ROWS["recipe_nosc"])
     assert nosc["scvit"]["omega"] == 0.0
     assert {k: v for k, v in nosc["scvit"].items() if k not in ("omega", "sc_features")} == \

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from loso_testing import LOSO, SCVIT, motion_index as _motion_index, one_torch_thread, run as _run  # noqa: F401
+from loso_testing import random_samples as _random_samples
 from selfme.scvit import SCViTConfig, load_samples, loso_folds, read_fold_csv
 from selfme.scvit import cli as loso_cli
 from selfme.scvit.sources import build_inputs, read_labels
@@ -185,3 +186,40 @@ def test_pretrained_weights_file_keys_the_folds(tmp_path):
     assert _run(samples, out, scvit=pretrained).ran == ()
     torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), weights)  # new weights
     assert _run(samples, out, scvit=pretrained).ran == _runs([0], ("s1", "s2"))
+
+
+def test_tta_hflip_predicts_the_mean_of_a_sample_and_its_mirror(tmp_path, monkeypatch):
+    """loso.tta_hflip: a fold's written probabilities are (p(x) + p(m(x))) / 2, with m the mirror written
+    out here: columns reversed and the dx channel (0 of dx, dy, mag) negated. The stand-in predictor is
+    not mirror-symmetric (it reads dx on the left half), so a missing or wrong mirror changes the CSV."""
+    import torch
+
+    import selfme.scvit.loso as loso
+
+    def fake_predict(model, x, *, device, batch_size=64):
+        half = x.shape[3] // 2
+        logits = torch.stack([x[:, 0, :, :half].mean((1, 2)) * 50, x[:, 1].mean((1, 2)) * 50,
+                              torch.zeros(len(x))], dim=1)
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+    def mirror(x):
+        out = x.flip(3).clone()
+        out[:, 0] = -out[:, 0]
+        return out
+
+    monkeypatch.setattr(loso, "predict", fake_predict)
+    samples = _random_samples(tmp_path)
+    _run(samples, tmp_path / "tta", loso={"epochs": 1, "tta_hflip": True})
+    _run(samples, tmp_path / "plain", loso={"epochs": 1})
+    x, channels = build_inputs(samples, SCViTConfig(**SCVIT).input_config())
+    assert channels[0] == "dx"
+    clips = (samples.frame["subject"] + "/" + samples.frame["clip"]).tolist()
+    want = (fake_predict(None, x, device=None) + fake_predict(None, mirror(x), device=None)) / 2
+    plain = fake_predict(None, x, device=None)
+    for name, expected in (("tta", want), ("plain", plain)):
+        for subject in ("s0", "s1", "s2", "s3"):
+            frame = read_fold_csv(next((tmp_path / name).rglob(f"{subject}.csv")))
+            rows = [clips.index(f"{subject}/{c}") for c in frame["clip"]]
+            got = frame[[f"p_{c}" for c in range(3)]].to_numpy()
+            np.testing.assert_allclose(got, expected[rows], atol=1e-6)
+    assert not np.allclose(want, plain, atol=1e-3)  # the mirror does change this predictor's output

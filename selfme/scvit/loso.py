@@ -37,7 +37,7 @@ from selfme.metrics.aggregate import seed_scores, summarise
 from selfme.scvit.factory import SCViTConfig
 from selfme.scvit.folds import (Fold, clean_dataset_dir, collect_predictions, fold_key, is_done, loso_folds,
                                 run_seed, run_threads, seed_dir, weights_identity, write_fold_record)
-from selfme.scvit.inputs import HORIZONTAL
+from selfme.scvit.inputs import HORIZONTAL, hflip
 from selfme.scvit.results import LosoResult, write_dataset_results
 from selfme.scvit.sources import Samples, build_inputs
 from selfme.device import resolve_device
@@ -103,6 +103,8 @@ def finish_fold(data: Mapping[str, Any], run: FoldRun, model: torch.nn.Module, h
     test_idx = torch.as_tensor(fold.test)
     with deterministic():
         probs = predict(model, data["x"][test_idx], device=device)
+        if config.tta_hflip:  # and their mirrors: (p(x) + p(mirror x)) / 2
+            probs = (probs + predict(model, hflip(data["x"][test_idx], data["negate"]), device=device)) / 2
     frame = pd.DataFrame({"clip": [data["clips"][i] for i in fold.test], "label_id": y[test_idx].numpy(),
                           "pred_id": probs.argmax(axis=1)})
     for c in range(num_classes):
@@ -259,13 +261,13 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
     if todo:
         x, channels = build_inputs(samples, model_config.input_config())
         data = {"x": x, "y": torch.as_tensor(labels, dtype=torch.long), "clips": frame["clip"].astype(str).tolist(),
-                "ids": (frame["dataset"].astype(str) + "/" + frame["subject"].astype(str)).tolist()}
+                "ids": (frame["dataset"].astype(str) + "/" + frame["subject"].astype(str)).tolist(),
+                "negate": tuple(i for i, c in enumerate(channels) if c in HORIZONTAL)}  # channels a mirror negates
         log.info("loso (%s): %d of %d run(s) to train (%d seed(s)), %d samples, input %s, %d worker(s)",
                  config.protocol, len(todo), len(runs), len(config.seeds), len(frame), tuple(x.shape[1:]),
                  min(config.workers, len(todo)))
         outcomes = _train(todo, data, config=config, progress=progress, work=work, out=out,
-                          model_config=model_config, num_classes=num_classes,
-                          negate=tuple(i for i, c in enumerate(channels) if c in HORIZONTAL))
+                          model_config=model_config, num_classes=num_classes, negate=data["negate"])
     predictions = collect_predictions(out, samples, seeds=config.seeds, datasets=datasets)
     per_seed = seed_scores(predictions, num_classes)
     summary = summarise(per_seed)

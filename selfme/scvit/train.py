@@ -39,6 +39,8 @@ class LosoConfig(Section):
     epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
     hflip: probability of mirroring a training sample (the horizontal motion changes sign); 0 is off.
     shift_px: random translation of a training sample by up to this many pixels (``selfme.scvit.augment``).
+    tta_hflip: predict each test sample as the mean softmax of it and its mirror (left and right swapped,
+        the horizontal motion negated: the flip that ``hflip`` trains on); a departure, off by default.
     label_smoothing: of the cross-entropy (0: none).
     class_weight: ``none`` or ``balanced`` (inverse class frequency of the training subjects only).
     seeds: every fold runs once per seed, with its own seed derived from that seed and its
@@ -70,6 +72,7 @@ class LosoConfig(Section):
     weight_decay: float = 0.0
     hflip: float = 0.0
     shift_px: int = 0
+    tta_hflip: bool = False
     label_smoothing: float = 0.0
     class_weight: Literal[CLASS_WEIGHTS] = "none"
     seeds: tuple[int, ...] = (0,)
@@ -117,7 +120,7 @@ class LosoConfig(Section):
         fast settings only where they are not their defaults, so the plain path keeps its keys)."""
         return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"
                 and not (k in NUMERIC_DEFAULTS and v == NUMERIC_DEFAULTS[k])
-                and not (k == "ensemble" and v == 1)}
+                and not (k == "ensemble" and v == 1) and not (k == "tta_hflip" and not v)}
 
 
 def member_seed(seed: int, member: int, ensemble: int) -> int:
