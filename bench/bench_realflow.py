@@ -58,9 +58,9 @@ VIT = E30 + ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.lab
 #: key -> (label, params file, overrides)
 ROWS: dict[str, tuple[str, str, list[str]]] = {
     # the issue's rows: the recipe as configs/realflow.yaml has it (v3, 120 epochs), with and without SC
-    "recipe": ("recipe v3 (configs/realflow.yaml, SC Eq. 14; round 6's winner on CASME II)",
+    "recipe": ("recipe v4 (configs/realflow.yaml, SC Eq. 14; v3 with round 7's flip test-time augmentation)",
                "configs/realflow.yaml", []),  # ensemble column: the recipe's prediction
-    "recipe_nosc": ("recipe v3, no SC (omega 0)", "configs/realflow.yaml",  # sc_features is moot without SC
+    "recipe_nosc": ("recipe v4, no SC (omega 0)", "configs/realflow.yaml",  # sc_features is moot without SC
                     ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
     "ststnet": ("STSTNet (published net, 100-epoch schedule)", "configs/ststnet.yaml",
                 ["loso.epochs=100", "loso.lr=4.0e-4"]),  # not stacked: at batch 256 plain folds are faster
@@ -68,6 +68,10 @@ ROWS: dict[str, tuple[str, str, list[str]]] = {
     "scvit_eq14": ("SCViT (SC Eq. 14)", "configs/realflow.yaml", VIT + ["scvit.sc_form=eq14"]),
     "scvit_supcon": ("SCViT (SC supcon)", "configs/realflow.yaml", VIT + ["scvit.sc_form=supcon"]),
     # the earlier recipes (docs/realflow_recipe.md), run only when named: --rows recipe_v2 ... or --rows all
+    "recipe_v3": ("recipe v3 (v4 without test-time flips; round 6's winner on CASME II)", "configs/realflow.yaml",
+                  ["loso.tta_hflip=false"]),
+    "recipe_v3_nosc": ("recipe v3, no SC (omega 0)", "configs/realflow.yaml",
+                       ["loso.tta_hflip=false", "scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
     "recipe_v2": ("recipe v2 (30 epochs; configs/realflow.yaml of sessions 2-6)", "configs/realflow.yaml", E30),
     "recipe_v2_nosc": ("recipe v2, no SC (omega 0)", "configs/realflow.yaml",
                        E30 + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
@@ -108,10 +112,16 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
                 ["scvit.sc_features=last_block"] + E120),
     "z2_omega03": ("y1 with the SC weight omega 0.3 (the paper's 0.1 x 3)", "configs/realflow.yaml",
                    ["scvit.sc_features=last_block"] + E60 + ["scvit.omega=0.3"]),
+    # seventh round: recipe v3 (z1) as it is, and with flip test-time augmentation (run side by side, so
+    # the pair shares the stacked trainer's rounding)
+    "r1_v3": ("recipe v3 (z1), rerun beside r2", "configs/realflow.yaml", ["scvit.sc_features=last_block"] + E120),
+    "r2_v3_tta": ("recipe v3 with flip test-time augmentation (loso.tta_hflip)", "configs/realflow.yaml",
+                  ["scvit.sc_features=last_block"] + E120 + ["loso.tta_hflip=true"]),
 }
-#: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs); x2 moved SC after the
-#: last block (recipe v2, configs/realflow.yaml), y1 doubled its schedule (the leaderboard's recipe_e60 row)
-TUNING = {k: (label, f, ["scvit.sc_features=patch_embed"] + E30 + o)
+#: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs, no test-time flips); x2
+#: moved SC after the last block (recipe v2), y1 doubled its schedule (the leaderboard's recipe_e60 row), z1
+#: doubled it again (recipe v3), r2 added test-time flips (recipe v4, configs/realflow.yaml)
+TUNING = {k: (label, f, ["scvit.sc_features=patch_embed", "loso.tta_hflip=false"] + E30 + o)
           for k, (label, f, o) in _TUNING.items()}
 
 
