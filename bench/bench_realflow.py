@@ -48,12 +48,14 @@ SLICES = ("casme2", "smic", "composite")
 PROTOCOLS = ("per_dataset", "composite")
 #: configs/realflow.yaml's 30-epoch schedule, pinned in the rows and tuning candidates that were run with it
 E30 = ["loso.epochs=30", "loso.gamma_lr=0.94"]
+#: the rows and candidates from before round 7 (recipe v4) predict without test-time flips
+NO_TTA = ["loso.tta_hflip=false"]
 E60 = ["loso.epochs=60", "loso.gamma_lr=0.97"]  # twice the steps, the same overall decay (round 5's y1)
 E120 = ["loso.epochs=120", "loso.gamma_lr=0.985"]  # twice again (0.985^120 = 0.163, 0.97^60 = 0.161)
 E6 = ["loso.epochs=6", "loso.gamma_lr=0.734"]  # a 6-epoch schedule with t1's overall lr decay
 E12 = ["loso.epochs=12", "loso.gamma_lr=0.857"]
 #: ViT / SCViT rows: the recipe's network with ViT's linear E, no augmentation, SC where the paper reads it
-VIT = E30 + ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0",
+VIT = E30 + NO_TTA + ["scvit.stem=linear", "loso.hflip=0.0", "loso.shift_px=0", "loso.label_smoothing=0.0",
        "scvit.sc_features=patch_embed"]
 #: key -> (label, params file, overrides)
 ROWS: dict[str, tuple[str, str, list[str]]] = {
@@ -69,17 +71,17 @@ ROWS: dict[str, tuple[str, str, list[str]]] = {
     "scvit_supcon": ("SCViT (SC supcon)", "configs/realflow.yaml", VIT + ["scvit.sc_form=supcon"]),
     # the earlier recipes (docs/realflow_recipe.md), run only when named: --rows recipe_v2 ... or --rows all
     "recipe_v3": ("recipe v3 (v4 without test-time flips; round 6's winner on CASME II)", "configs/realflow.yaml",
-                  ["loso.tta_hflip=false"]),
+                  NO_TTA),
     "recipe_v3_nosc": ("recipe v3, no SC (omega 0)", "configs/realflow.yaml",
-                       ["loso.tta_hflip=false", "scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
-    "recipe_v2": ("recipe v2 (30 epochs; configs/realflow.yaml of sessions 2-6)", "configs/realflow.yaml", E30),
+                       NO_TTA + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
+    "recipe_v2": ("recipe v2 (30 epochs; configs/realflow.yaml of sessions 2-6)", "configs/realflow.yaml", E30 + NO_TTA),
     "recipe_v2_nosc": ("recipe v2, no SC (omega 0)", "configs/realflow.yaml",
-                       E30 + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
-    "recipe_e60": ("recipe with a 60-epoch schedule (round 5's winner on CASME II)", "configs/realflow.yaml", E60),
+                       E30 + NO_TTA + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
+    "recipe_e60": ("recipe with a 60-epoch schedule (round 5's winner on CASME II)", "configs/realflow.yaml", E60 + NO_TTA),
     "recipe_e60_nosc": ("recipe with a 60-epoch schedule, no SC (omega 0)", "configs/realflow.yaml",
-                        E60 + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
+                        E60 + NO_TTA + ["scvit.omega=0.0", "scvit.sc_features=patch_embed"]),
     "recipe_v1": ("recipe v1 (first session: SC after E)", "configs/realflow.yaml",
-                  E30 + ["scvit.sc_features=patch_embed"]),
+                  E30 + NO_TTA + ["scvit.sc_features=patch_embed"]),
 }
 #: the rows a plain run trains (the issue's leaderboard); the others run when named
 DEFAULT_ROWS = ("recipe", "recipe_nosc", "ststnet", "vit", "scvit_eq14", "scvit_supcon")
@@ -121,7 +123,7 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
 #: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs, no test-time flips); x2
 #: moved SC after the last block (recipe v2), y1 doubled its schedule (the leaderboard's recipe_e60 row), z1
 #: doubled it again (recipe v3), r2 added test-time flips (recipe v4, configs/realflow.yaml)
-TUNING = {k: (label, f, ["scvit.sc_features=patch_embed", "loso.tta_hflip=false"] + E30 + o)
+TUNING = {k: (label, f, ["scvit.sc_features=patch_embed"] + NO_TTA + E30 + o)
           for k, (label, f, o) in _TUNING.items()}
 
 
