@@ -4,6 +4,9 @@ the command line and the stage compute with the same torch thread count (results
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -73,10 +76,6 @@ _BLAS_THREADS = ("from threadpoolctl import threadpool_info; "
 def test_stage_guard_pins_blas_threads_whatever_the_environment(tmp_path):
     """A stage's numpy / OpenCV BLAS pools run one thread under OMP_NUM_THREADS=2: the environment would
     otherwise pick how a threaded product splits its rows, and with it the float results."""
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "2"
     code = ("import cv2, numpy; from stages._params import guarded; "

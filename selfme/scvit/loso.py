@@ -78,7 +78,7 @@ def run_fold(data: Mapping[str, Any], run: FoldRun, *, out: Path, model_config: 
                    for k in range(config.ensemble)]  # loso.ensemble: K seeds, mean softmax
         model, history = ensemble_of(members)
     return finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes, device=device,
-                       seconds=time.perf_counter() - start)
+                       negate=negate, seconds=time.perf_counter() - start)
 
 
 def check_fold(data: Mapping[str, Any], run: FoldRun) -> None:
@@ -90,10 +90,11 @@ def check_fold(data: Mapping[str, Any], run: FoldRun) -> None:
 
 
 def finish_fold(data: Mapping[str, Any], run: FoldRun, model: torch.nn.Module, history: list[dict[str, float]], *,
-                out: Path, config: LosoConfig, num_classes: int, device: torch.device, seconds: float
-                ) -> dict[str, Any]:
-    """Predict the held-out subject with the trained model, write its CSV then its record; returns the
-    record plus ``device`` and ``seconds`` (training seconds given, prediction added)."""
+                out: Path, config: LosoConfig, num_classes: int, device: torch.device, negate: tuple[int, ...],
+                seconds: float) -> dict[str, Any]:
+    """Predict the held-out subject with the trained model (and its mirror, ``negate`` the channels a mirror
+    negates, under ``loso.tta_hflip``), write its CSV then its record; returns the record plus ``device`` and
+    ``seconds`` (training seconds given, prediction added)."""
     start = time.perf_counter()
     fold, ids = run.fold, data["ids"]
     train_subjects = sorted({ids[i] for i in fold.train})
@@ -101,10 +102,11 @@ def finish_fold(data: Mapping[str, Any], run: FoldRun, model: torch.nn.Module, h
     folder = seed_dir(out, fold.dataset, run.seed)
     y = data["y"]
     test_idx = torch.as_tensor(fold.test)
+    x_test = data["x"][test_idx]
     with deterministic():
-        probs = predict(model, data["x"][test_idx], device=device)
+        probs = predict(model, x_test, device=device)
         if config.tta_hflip:  # and their mirrors: (p(x) + p(mirror x)) / 2
-            probs = (probs + predict(model, hflip(data["x"][test_idx], data["negate"]), device=device)) / 2
+            probs = (probs + predict(model, hflip(x_test, negate), device=device)) / 2
     frame = pd.DataFrame({"clip": [data["clips"][i] for i in fold.test], "label_id": y[test_idx].numpy(),
                           "pred_id": probs.argmax(axis=1)})
     for c in range(num_classes):
@@ -261,13 +263,13 @@ def run_loso(samples: Samples, *, out: str | os.PathLike, model_config: SCViTCon
     if todo:
         x, channels = build_inputs(samples, model_config.input_config())
         data = {"x": x, "y": torch.as_tensor(labels, dtype=torch.long), "clips": frame["clip"].astype(str).tolist(),
-                "ids": (frame["dataset"].astype(str) + "/" + frame["subject"].astype(str)).tolist(),
-                "negate": tuple(i for i, c in enumerate(channels) if c in HORIZONTAL)}  # channels a mirror negates
+                "ids": (frame["dataset"].astype(str) + "/" + frame["subject"].astype(str)).tolist()}
         log.info("loso (%s): %d of %d run(s) to train (%d seed(s)), %d samples, input %s, %d worker(s)",
                  config.protocol, len(todo), len(runs), len(config.seeds), len(frame), tuple(x.shape[1:]),
                  min(config.workers, len(todo)))
         outcomes = _train(todo, data, config=config, progress=progress, work=work, out=out,
-                          model_config=model_config, num_classes=num_classes, negate=data["negate"])
+                          model_config=model_config, num_classes=num_classes,
+                          negate=tuple(i for i, c in enumerate(channels) if c in HORIZONTAL))
     predictions = collect_predictions(out, samples, seeds=config.seeds, datasets=datasets)
     per_seed = seed_scores(predictions, num_classes)
     summary = summarise(per_seed)

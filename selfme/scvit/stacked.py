@@ -236,4 +236,4 @@ def run_folds_stacked(data: Mapping[str, Any], runs: Sequence[Any], *, out: Path
         for j, run in enumerate(stack):
             model, history = ensemble_of(list(zip(models[j * k:(j + 1) * k], histories[j * k:(j + 1) * k])))
             yield run, finish_fold(data, run, model, history, out=out, config=config, num_classes=num_classes,
-                                       device=device, seconds=seconds)
+                                   device=device, negate=negate, seconds=seconds)

@@ -90,6 +90,8 @@ class LosoConfig(Section):
     compile: bool = False
 
     EXECUTION_KEYS = ("workers", "device", "threads", "live", "resident")
+    #: settings left out of a fold's key at these values (added after results were keyed without them)
+    UNKEYED_DEFAULTS = {**NUMERIC_DEFAULTS, "ensemble": 1, "tta_hflip": False}
 
     def __post_init__(self) -> None:
         check_rules([(self.epochs >= 1, f"loso.epochs must be >= 1, got {self.epochs}"),
@@ -117,10 +119,9 @@ class LosoConfig(Section):
 
     def result_key(self) -> dict[str, Any]:
         """The settings that change a fold's predictions (``seeds`` aside: each run keys its own seed; the
-        fast settings only where they are not their defaults, so the plain path keeps its keys)."""
+        ``UNKEYED_DEFAULTS`` settings only where they are not their defaults, so the plain path keeps its keys)."""
         return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"
-                and not (k in NUMERIC_DEFAULTS and v == NUMERIC_DEFAULTS[k])
-                and not (k == "ensemble" and v == 1) and not (k == "tta_hflip" and not v)}
+                and not (k in self.UNKEYED_DEFAULTS and v == self.UNKEYED_DEFAULTS[k])}
 
 
 def member_seed(seed: int, member: int, ensemble: int) -> int:
