@@ -9,6 +9,7 @@ from typing import Any, Literal, Mapping
 from selfme.config import Section, as_dict, check_keys, coerce, from_mapping
 from selfme.device import AMP_MODES
 from selfme.flow.classic import CLASSICAL_METHODS, DIS_DEFAULTS, FARNEBACK_DEFAULTS, DisParams, FarnebackParams
+from selfme.extract.refine import RefineParams
 from selfme.flow.tvl1 import TVL1Params
 
 METHODS = ("selfme",) + CLASSICAL_METHODS
@@ -41,6 +42,8 @@ class ExtractConfig(Section):
         paper architecture bf16 runs 1.4x faster on a CPU with native bf16 (AVX512_BF16); a small learner
         (the demo's) runs slower. It moves the demo learner's SynthME fields by about 0.014 px (mean;
         their mean magnitude is 0.22 px): a fast setting, not the reference.
+    refine: the learned motion only: instance refinement at the crop's resolution by the pair's own warp
+        loss (selfme.extract.refine; a departure, ``steps`` 0 is off, the paper's).
     flow_size: the classical flows only: computed on the frames resized to flow_size x flow_size (area
         interpolation), the flow resized back to the crop (bilinear) in crop pixels; 0: at the crop's own
         size. A reference for the learner: TV-L1 at the learner's input size (motion.image_size) sees
@@ -60,6 +63,7 @@ class ExtractConfig(Section):
     threads: int = 1
     amp: Literal[AMP_MODES] = "none"
     flow_size: int = 0
+    refine: dict = field(default_factory=dict)
     tvl1: dict = field(default_factory=dict)
     farneback: dict = field(default_factory=dict)
     dis: dict = field(default_factory=dict)
@@ -71,6 +75,7 @@ class ExtractConfig(Section):
             raise ValueError("extract.ss_steps, extract.plot_clips, extract.threads and extract.flow_size must be "
                              ">= 0, extract.batch_size >= 1")
         TVL1Params.from_mapping(self.tvl1, prefix="extract.tvl1")  # bad keys fail here, not halfway through
+        RefineParams.from_mapping(self.refine, prefix="extract.refine")
         object.__setattr__(self, "farneback", _given(FarnebackParams, self.farneback, "extract.farneback"))
         object.__setattr__(self, "dis", _given(DisParams, self.dis, "extract.dis"))
 
@@ -78,14 +83,17 @@ class ExtractConfig(Section):
     def from_mapping(cls, extract: Mapping[str, Any] | None, *, method: str | None = None,
                      prefix: str = "extract", **overrides: Any) -> "ExtractConfig":
         """From params.yaml's ``extract`` section (unknown keys and wrong types are a ParamsError naming
-        the key), ``motion.method`` and overrides (a motion_eval variant's); a null flow sub-section is empty."""
+        the key), ``motion.method`` and overrides (a motion_eval variant's; an override of a sub-section,
+        e.g. ``refine: {init: zero}``, keeps the section's other keys); a null sub-section is empty."""
         values = copy.deepcopy(dict(extract or {}))
         if method is not None:  # params.yaml's motion.method: a bad one is named as that key
             values["method"] = coerce(method, Literal[METHODS], "motion.method")
-        values.update(overrides)
-        for key in ("tvl1", "farneback", "dis"):
+        for key in ("refine", "tvl1", "farneback", "dis"):
             if key in values and values[key] is None:
                 values[key] = {}
+            if isinstance(overrides.get(key), Mapping) and isinstance(values.get(key, {}), Mapping):  # a sub-section override changes only its own keys
+                overrides = {**overrides, key: {**values.get(key, {}), **overrides[key]}}
+        values.update(overrides)
         return from_mapping(cls, values, prefix=prefix)
 
     def method_params(self) -> dict[str, Any]:
@@ -96,6 +104,8 @@ class ExtractConfig(Section):
             if self.amp != "none":  # the default is left out: fields stored before the key existed stay valid
                 out["amp"] = self.amp
             out["ss_steps"] = int(self.ss_steps) if self.bspline else 0
+            if self.refine_params.steps:  # off is left out, as amp: fields stored before the key stay valid
+                out["refine"] = self.refine_params.as_dict()
             return out
         if self.method == "tvl1":
             out = TVL1Params.from_mapping(self.tvl1).as_dict()
@@ -106,6 +116,11 @@ class ExtractConfig(Section):
         if self.flow_size:  # the default is left out, as amp's: fields stored before the key stay valid
             out["flow_size"] = int(self.flow_size)
         return out
+
+    @property
+    def refine_params(self) -> RefineParams:
+        """``refine`` checked, with its defaults (selfme.extract.refine; steps 0: off)."""
+        return RefineParams.from_mapping(self.refine, prefix="extract.refine")
 
     @property
     def applied_gamma(self) -> float:

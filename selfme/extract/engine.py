@@ -39,6 +39,7 @@ from selfme.cache import sha256_hex
 from selfme.extract.config import ExtractConfig
 from selfme.extract.frozen import MotionField, freeze_motion_field
 from selfme.extract.inference import bf16_convolutions, inference_learner
+from selfme.extract.refine import grey_frames, refine_velocity
 from selfme.flow.classic import classical_flow
 from selfme.io import file_sha256
 
@@ -63,20 +64,37 @@ class PairMotion:
     flow_gamma1: np.ndarray | None = None  # the learner at gamma 1 (for accuracy figures), if asked
 
 
+def learned_velocity(displacement: torch.Tensor, *, image_size: int, bspline: bool) -> torch.Tensor:
+    """Learner lattice [B, 2, h, w] (backward, pixels of the learner input) -> velocity [B, 2, S, S]
+    (Eq. 9's cubic B-spline, or bilinear upsampling without ``bspline``)."""
+    s = lattice_spacing(displacement.shape[-1], image_size)
+    disp = displacement.float()
+    return bspline_expand(disp, s) if bspline else bilinear_expand(disp, s)
+
+
+def velocity_to_forward(velocity: torch.Tensor, *, bspline: bool, ss_steps: int, source_frame: str) -> torch.Tensor:
+    """Velocity [B, 2, S, S] -> the stored forward field onset -> apex (the module docstring)."""
+    if bspline and ss_steps > 0:
+        return scaling_and_squaring(-velocity if source_frame == "onset" else velocity, ss_steps)
+    return invert_displacement(velocity) if source_frame == "onset" else velocity
+
+
 def expand_learned(displacement: torch.Tensor, *, image_size: int, bspline: bool, ss_steps: int,
                    source_frame: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Learner lattice [B, 2, h, w] (backward, pixels of the learner input) -> (forward field [B, 2, S, S],
     folding before, folding after) following the module docstring."""
-    s = lattice_spacing(displacement.shape[-1], image_size)
-    disp = displacement.float()
-    exponentiate = bspline and ss_steps > 0
-    velocity = bspline_expand(disp, s) if bspline else bilinear_expand(disp, s)
-    raw_fold = folding_fraction(velocity)
-    if exponentiate:
-        forward = scaling_and_squaring(-velocity if source_frame == "onset" else velocity, ss_steps)
-    else:
-        forward = invert_displacement(velocity) if source_frame == "onset" else velocity
-    return forward, raw_fold, folding_fraction(forward)
+    velocity = learned_velocity(displacement, image_size=image_size, bspline=bspline)
+    forward = velocity_to_forward(velocity, bspline=bspline, ss_steps=ss_steps, source_frame=source_frame)
+    return forward, folding_fraction(velocity), folding_fraction(forward)
+
+
+def resize_field(field: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A pixel displacement field [B, 2, h, w] resized (bilinear) to [B, 2, H, W], values rescaled to H x W pixels."""
+    if tuple(field.shape[-2:]) == tuple(size):
+        return field
+    h, w = size
+    scale = torch.tensor([w / field.shape[-1], h / field.shape[-2]], device=field.device)
+    return F.interpolate(field, size=size, mode="bilinear", align_corners=False) * scale.view(1, 2, 1, 1)
 
 
 def learner_in_form(learner: torch.nn.Module, form: str, amp: str) -> torch.nn.Module:
@@ -129,19 +147,46 @@ class MotionEngine:
 
     @torch.inference_mode()
     def _learned(self, source: torch.Tensor, target: torch.Tensor, gamma: float, out_size: tuple[int, int],
-                 keypoints: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 keypoints: tuple[torch.Tensor, ...] | None,
+                 correction: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(forward field at ``out_size``, folding before, after); with refinement's gamma-1 ``correction``
+        [B, 2, H, W] (crop pixels) the velocity is resized to the crop, plus gamma * correction, and
+        exponentiated there."""
         c = self.config
         with autocast(c.amp, self.device):
             displacement = self.field.displacement(source, target, gamma, keypoints)
+        if correction is not None:
+            velocity = gamma * correction
+            if c.refine_params.init == "learned":
+                velocity = velocity + resize_field(
+                    learned_velocity(displacement, image_size=self.image_size, bspline=c.bspline), out_size)
+            forward = velocity_to_forward(velocity, bspline=c.bspline, ss_steps=c.ss_steps,
+                                          source_frame=c.source_frame)
+            return forward, folding_fraction(velocity), folding_fraction(forward)
         forward, raw_fold, fold = expand_learned(displacement, image_size=self.image_size, bspline=c.bspline,
                                                  ss_steps=c.ss_steps, source_frame=c.source_frame)
         if tuple(forward.shape[-2:]) != tuple(out_size):
-            h, w = out_size
-            scale = torch.tensor([w / forward.shape[-1], h / forward.shape[-2]], device=forward.device)
-            forward = F.interpolate(forward, size=out_size, mode="bilinear", align_corners=False)
-            forward = forward * scale.view(1, 2, 1, 1)
+            forward = resize_field(forward, out_size)
             fold = folding_fraction(forward)
         return forward, raw_fold, fold
+
+    def _correction(self, source: torch.Tensor, target: torch.Tensor, frames: tuple[list, list],
+                    out_size: tuple[int, int], keypoints: tuple[torch.Tensor, ...] | None) -> torch.Tensor | None:
+        """Refinement's correction of the gamma-1 velocity at the crop size (selfme.extract.refine), or None
+        when ``extract.refine.steps`` is 0. ``frames``: the learner's (source, target) uint8 crops."""
+        c, params = self.config, self.config.refine_params
+        if not params.steps:
+            return None
+        with torch.inference_mode(), autocast(c.amp, self.device):
+            displacement = self.field.displacement(source, target, 1.0, keypoints)
+        with torch.inference_mode():
+            velocity = resize_field(learned_velocity(displacement, image_size=self.image_size, bspline=c.bspline),
+                                    out_size)
+            if params.init == "zero":
+                velocity = torch.zeros_like(velocity)
+        images = [grey_frames(f, params.sigma).to(self.device) for f in frames]
+        return refine_velocity(velocity.clone(), *images, params, ss_steps=c.ss_steps if c.bspline else 0,
+                               expand=bspline_expand if c.bspline else bilinear_expand)
 
     def compute(self, onsets: Sequence[np.ndarray], apexes: Sequence[np.ndarray], *,
                 with_gamma1: bool = False) -> list[PairMotion]:
@@ -169,12 +214,15 @@ class MotionEngine:
         tic = time.perf_counter()
         with torch.inference_mode(), autocast(c.amp, self.device):
             keypoints = self.field.keypoints(source, target)  # shared with the gamma 1 pass
-        forward, raw_fold, fold = self._learned(source, target, float(c.gamma), size, keypoints)
+        frames = (list(onsets), list(apexes)) if c.source_frame == "onset" else (list(apexes), list(onsets))
+        correction = self._correction(source, target, frames, size, keypoints)
+        forward, raw_fold, fold = self._learned(source, target, float(c.gamma), size, keypoints, correction)
         self._sync()
         seconds = (time.perf_counter() - tic) / len(onsets)
         gamma1 = None
         if with_gamma1 and float(c.gamma) != 1.0:
-            gamma1 = self._learned(source, target, 1.0, size, keypoints)[0].permute(0, 2, 3, 1).float().cpu().numpy()
+            gamma1 = self._learned(source, target, 1.0, size, keypoints, correction)[0]
+            gamma1 = gamma1.permute(0, 2, 3, 1).float().cpu().numpy()
         flows = forward.permute(0, 2, 3, 1).float().cpu().numpy()
         return [PairMotion(flow=flows[i], folding_raw=float(raw_fold[i]), folding=float(fold[i]), seconds=seconds,
                            flow_gamma1=None if gamma1 is None else gamma1[i]) for i in range(len(onsets))]
