@@ -80,6 +80,8 @@ def test_grey_frames_scale_and_smooth():
     sharp, smooth = grey_frames([rgb], 0.0), grey_frames([rgb], 1.0)
     assert sharp.shape == (1, 1, 9, 9) and float(sharp.max()) == pytest.approx(1.0)
     assert float(smooth.max()) < 0.2 and float(smooth.sum()) == pytest.approx(1.0, abs=0.01)
+    grey = grey_frames([rgb[..., 0], rgb[..., :1]], 0.0)  # one-channel frames (SAMM's), with or without the axis
+    torch.testing.assert_close(grey, sharp.expand(2, -1, -1, -1))
 
 
 def test_config_keys_and_skip_key():

@@ -73,10 +73,11 @@ class RefineParams:
 
 
 def grey_frames(frames: list[np.ndarray], sigma: float) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] or grey [H, W] frames -> float32 [B, 1, H, W] in [0, 1], Gaussian-smoothed."""
+    """uint8 RGB [H, W, 3] or grey ([H, W] or [H, W, 1]) frames -> float32 [B, 1, H, W] in [0, 1], Gaussian-smoothed."""
     out = []
     for frame in frames:
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 and frame.shape[2] == 3 \
+            else frame.reshape(frame.shape[:2])
         grey = grey.astype(np.float32) / 255.0
         if sigma > 0:
             grey = cv2.GaussianBlur(grey, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
