@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Mapping
 
 from selfme.config import Section, as_dict, check_keys, coerce, from_mapping
@@ -75,7 +76,7 @@ class ExtractConfig(Section):
             raise ValueError("extract.ss_steps, extract.plot_clips, extract.threads and extract.flow_size must be "
                              ">= 0, extract.batch_size >= 1")
         TVL1Params.from_mapping(self.tvl1, prefix="extract.tvl1")  # bad keys fail here, not halfway through
-        RefineParams.from_mapping(self.refine, prefix="extract.refine")
+        self.refine_params  # bad keys fail here, not halfway through
         object.__setattr__(self, "farneback", _given(FarnebackParams, self.farneback, "extract.farneback"))
         object.__setattr__(self, "dis", _given(DisParams, self.dis, "extract.dis"))
 
@@ -91,7 +92,8 @@ class ExtractConfig(Section):
         for key in ("refine", "tvl1", "farneback", "dis"):
             if key in values and values[key] is None:
                 values[key] = {}
-            if isinstance(overrides.get(key), Mapping) and isinstance(values.get(key, {}), Mapping):  # a sub-section override changes only its own keys
+            # a sub-section override changes only its own keys
+            if isinstance(overrides.get(key), Mapping) and isinstance(values.get(key, {}), Mapping):
                 overrides = {**overrides, key: {**values.get(key, {}), **overrides[key]}}
         values.update(overrides)
         return from_mapping(cls, values, prefix=prefix)
@@ -117,10 +119,10 @@ class ExtractConfig(Section):
             out["flow_size"] = int(self.flow_size)
         return out
 
-    @property
+    @cached_property
     def refine_params(self) -> RefineParams:
-        """``refine`` checked, with its defaults (selfme.extract.refine; steps 0: off)."""
-        return RefineParams.from_mapping(self.refine, prefix="extract.refine")
+        """``refine`` checked, with its defaults (selfme.extract.refine; steps 0: off), parsed once."""
+        return RefineParams.from_mapping(self.refine)
 
     @property
     def applied_gamma(self) -> float:

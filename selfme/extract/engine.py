@@ -177,13 +177,14 @@ class MotionEngine:
         c, params = self.config, self.config.refine_params
         if not params.steps:
             return None
-        with torch.inference_mode(), autocast(c.amp, self.device):
-            displacement = self.field.displacement(source, target, 1.0, keypoints)
-        with torch.inference_mode():
-            velocity = resize_field(learned_velocity(displacement, image_size=self.image_size, bspline=c.bspline),
-                                    out_size)
-            if params.init == "zero":
-                velocity = torch.zeros_like(velocity)
+        if params.init == "zero":  # the ablation: no learner at all
+            velocity = torch.zeros(source.shape[0], 2, *out_size, device=self.device)
+        else:
+            with torch.inference_mode(), autocast(c.amp, self.device):
+                displacement = self.field.displacement(source, target, 1.0, keypoints)
+            with torch.inference_mode():
+                velocity = resize_field(learned_velocity(displacement, image_size=self.image_size,
+                                                         bspline=c.bspline), out_size)
         images = [grey_frames(f, params.sigma).to(self.device) for f in frames]
         return refine_velocity(velocity.clone(), *images, params, ss_steps=c.ss_steps if c.bspline else 0,
                                expand=bspline_expand if c.bspline else bilinear_expand)

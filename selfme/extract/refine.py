@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import cv2
 import numpy as np
 import torch
 
 from selfme.bspline import scaling_and_squaring, warp
-from selfme.config import from_mapping
+from selfme.config import Section
 
 
 #: ``init``: ``learned`` refines the learner's velocity; ``zero`` starts from no motion and ignores the learner
@@ -46,8 +46,10 @@ REFINE_INITS = ("learned", "zero")
 
 
 @dataclass(frozen=True)
-class RefineParams:
-    """``extract.refine``: ``steps`` 0 is off (the paper's extraction)."""
+class RefineParams(Section):
+    """``extract.refine``: ``steps`` 0 is off (the paper's extraction); ``init`` is checked by Section."""
+
+    SECTION = "extract.refine"
 
     steps: int = 0
     lr: float = 0.05
@@ -55,18 +57,12 @@ class RefineParams:
     smooth: float = 1.0
     sigma: float = 0.0
     eps: float = 0.01
-    init: str = "learned"
+    init: Literal[REFINE_INITS] = "learned"
 
     def __post_init__(self) -> None:
-        if self.init not in REFINE_INITS:
-            raise ValueError(f"extract.refine.init must be one of {REFINE_INITS}, got {self.init!r}")
         if self.steps < 0 or self.spacing < 1 or not self.lr > 0 or self.smooth < 0 or self.sigma < 0 \
                 or not self.eps > 0:
             raise ValueError("extract.refine: steps >= 0, spacing >= 1, lr > 0, smooth >= 0, sigma >= 0, eps > 0")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None, *, prefix: str = "extract.refine") -> "RefineParams":
-        return from_mapping(cls, dict(values or {}), prefix=prefix)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
