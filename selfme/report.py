@@ -3,7 +3,8 @@
 The paper's tables are parameter flips on one pipeline, so each is a view of the experiments:
 Table 1 (B-spline ``extract.bspline`` / SC ``scvit.omega > 0`` / motion amplification
 ``extract.gamma > 1`` against UF1, UAR), Table 3 (motion source ``motion.method`` x classifier: ViT
-without SC, SCViT with it), Table 4 (``extract.gamma``), and Fig. 4 (UF1/UAR against ``scvit.omega``
+without SC, SCViT with it; the learned motion with and without ``extract.refine``, "selfme + refinement"
+and "selfme"), Table 4 (``extract.gamma``), and Fig. 4 (UF1/UAR against ``scvit.omega``
 and ``scvit.tau``). Each table is drawn from the HEAD commit (the baseline) and its experiments whose
 parameters differ from the baseline only in that table's keys (Table 1: each of B-spline, SC and MA at
 the baseline value or switched off); where several experiments share a row, the baseline commit wins,
@@ -26,7 +27,7 @@ from selfme.metrics.aggregate import mean_pm_std
 
 SUMMARY = "metrics/summary.json"
 KEYS = {"bspline": "extract.bspline", "gamma": "extract.gamma", "method": "motion.method",
-        "omega": "scvit.omega", "tau": "scvit.tau"}
+        "omega": "scvit.omega", "tau": "scvit.tau", "refine": "extract.refine.steps"}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -74,11 +75,30 @@ def experiments_table(exp_show: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def uncommitted_baseline(exp_show: list[dict]) -> bool:
+    """True when the workspace's metrics differ from those of the commit after it (HEAD): the baseline's
+    results were reproduced but not committed, so the tables' baseline row would be stale."""
+    def summary(entry: dict) -> Any:
+        return ((entry.get("data") or {}).get("metrics") or {}).get(SUMMARY, {}).get("data")
+
+    revs = [e["rev"] for e in exp_show]
+    if "workspace" not in revs or revs.index("workspace") + 1 >= len(exp_show):
+        return False
+    workspace, head = exp_show[revs.index("workspace")], exp_show[revs.index("workspace") + 1]
+    return bool(summary(workspace)) and summary(workspace) != summary(head)
+
+
 def load_experiments(repo: str | Path = ".") -> pd.DataFrame:
-    """Run ``dvc exp show --json`` in ``repo`` and tabulate it."""
+    """Run ``dvc exp show --json`` in ``repo`` and tabulate it; refuses a stale baseline
+    (:func:`uncommitted_baseline`)."""
     out = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], cwd=repo, capture_output=True,
                          text=True, check=True).stdout
-    return experiments_table(json.loads(out))
+    exp_show = json.loads(out)
+    if uncommitted_baseline(exp_show):
+        raise SystemExit(f"{Path(repo) / SUMMARY} differs from the HEAD commit's: commit the baseline's results "
+                         "(git add dvc.lock metrics && git commit) before queueing experiments, or the tables' "
+                         "baseline row is stale")
+    return experiments_table(exp_show)
 
 
 METRICS = ("uf1", "uar", "uf1_std", "uar_std")
@@ -137,13 +157,21 @@ def paper_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return view[keys + ["experiment"] + _metric_columns(view)].sort_values(keys).reset_index(drop=True)
 
 
+def _refined(steps: Any) -> bool:
+    """Whether ``extract.refine.steps`` switches the instance refinement on (absent in older params)."""
+    return steps is not None and not pd.isna(steps) and float(steps) > 0
+
+
 def ablation_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The paper's Tables 1, 3 and 4 as DataFrames."""
     if table.empty:
         return {}
     base = table[table["kind"] == "commit"].iloc[0]
     t1 = varying_only(table, {k: {base[k], v} for k, v in OFF.items()})
-    t3 = varying_only(table, {"method": None, "omega": {base["omega"], 0.0}})
+    t3 = varying_only(table, {"method": None, "omega": {base["omega"], 0.0}, "refine": None})
+    t3 = t3[(t3["method"] == "selfme") | t3["refine"].map(lambda r: _same(r, base["refine"]))]
+    t3 = t3.assign(method=[m + " + refinement" if m == "selfme" and _refined(r) else m
+                           for m, r in zip(t3["method"], t3["refine"])])
     t4 = varying_only(table, {"gamma": None})
     label = lambda t: t.assign(**{  # noqa: E731
         "B-spline": t["bspline"], "SC": t["omega"].astype(float) > 0, "MA": t["gamma"].astype(float) > 1,
