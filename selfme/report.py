@@ -41,8 +41,13 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _summary(data: dict | None) -> dict | None:
+    """metrics/summary.json of one `dvc exp show` entry's data, or None."""
+    return ((data or {}).get("metrics") or {}).get(SUMMARY, {}).get("data")
+
+
 def _row(name: str, rev: str, data: dict, *, baseline: str, kind: str) -> dict[str, Any] | None:
-    metrics = (data.get("metrics") or {}).get(SUMMARY, {}).get("data")
+    metrics = _summary(data)
     if not metrics:
         return None
     params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
@@ -78,14 +83,12 @@ def experiments_table(exp_show: list[dict]) -> pd.DataFrame:
 def uncommitted_baseline(exp_show: list[dict]) -> bool:
     """True when the workspace's metrics differ from those of the commit after it (HEAD): the baseline's
     results were reproduced but not committed, so the tables' baseline row would be stale."""
-    def summary(entry: dict) -> Any:
-        return ((entry.get("data") or {}).get("metrics") or {}).get(SUMMARY, {}).get("data")
-
-    revs = [e["rev"] for e in exp_show]
-    if "workspace" not in revs or revs.index("workspace") + 1 >= len(exp_show):
+    revs = [entry["rev"] for entry in exp_show]
+    at = revs.index("workspace") if "workspace" in revs else len(revs)
+    if at + 1 >= len(exp_show):
         return False
-    workspace, head = exp_show[revs.index("workspace")], exp_show[revs.index("workspace") + 1]
-    return bool(summary(workspace)) and summary(workspace) != summary(head)
+    workspace, head = _summary(exp_show[at].get("data")), _summary(exp_show[at + 1].get("data"))
+    return bool(workspace) and workspace != head
 
 
 def load_experiments(repo: str | Path = ".") -> pd.DataFrame:
@@ -159,7 +162,7 @@ def paper_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _refined(steps: Any) -> bool:
     """Whether ``extract.refine.steps`` switches the instance refinement on (absent in older params)."""
-    return steps is not None and not pd.isna(steps) and float(steps) > 0
+    return not pd.isna(steps) and float(steps) > 0
 
 
 def ablation_tables(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
