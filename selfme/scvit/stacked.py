@@ -34,7 +34,7 @@ from selfme.scvit.losses import _EXCLUDED
 from selfme.scvit.model import SoftmaxEnsemble
 from selfme.scvit.regions import QUADRANTS, positive_region_pairs
 from selfme.scvit.stacked_adam import StackedAdam
-from selfme.scvit.train import LosoConfig, class_weights, member_seed
+from selfme.scvit.train import LosoConfig, class_weights, lr_scheduler, member_seed
 
 
 def ensemble_of(members: Sequence[tuple[nn.Module, list[dict[str, float]]]]
@@ -181,7 +181,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
                                                   own_mirror=model_config.sc_own_mirror))
     step_fn = vmap(forward, randomness="error")
     optimizer = StackedAdam(list(params.values()), folds=len(seeds), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
+    scheduler = lr_scheduler(optimizer, config)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
     for epoch in range(config.epochs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CLASS_WEIGHTS = ("none", "balanced")
 PROTOCOLS = ("per_dataset", "composite")
+LR_SCHEDULES = ("exponential", "cosine")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,8 @@ class LosoConfig(Section):
     """The fold schedule (params.yaml section ``loso``).
 
     epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
+    lr_schedule: ``exponential`` (lr * gamma_lr^epoch, the paper's) or ``cosine`` (after warmup_epochs of
+        linear warmup, lr * (1 + cos(pi * t)) / 2 over the rest, t from 0 to (n - 1) / n; gamma_lr unused).
     hflip: probability of mirroring a training sample (the horizontal motion changes sign); 0 is off.
     shift_px: random translation of a training sample by up to this many pixels (``selfme.scvit.augment``).
     tta_hflip: predict each test sample as the mean softmax of it and its mirror (left and right swapped,
@@ -69,6 +73,8 @@ class LosoConfig(Section):
     batch_size: int = 32
     lr: float = 1e-4
     gamma_lr: float = 0.9
+    lr_schedule: Literal[LR_SCHEDULES] = "exponential"
+    warmup_epochs: int = 0
     weight_decay: float = 0.0
     hflip: float = 0.0
     shift_px: int = 0
@@ -91,13 +97,16 @@ class LosoConfig(Section):
 
     EXECUTION_KEYS = ("workers", "device", "threads", "live", "resident")
     #: settings left out of a fold's key at these values (added after results were keyed without them)
-    UNKEYED_DEFAULTS = {**NUMERIC_DEFAULTS, "ensemble": 1, "tta_hflip": False}
+    UNKEYED_DEFAULTS = {**NUMERIC_DEFAULTS, "ensemble": 1, "tta_hflip": False, "lr_schedule": "exponential",
+                        "warmup_epochs": 0}
 
     def __post_init__(self) -> None:
         check_rules([(self.epochs >= 1, f"loso.epochs must be >= 1, got {self.epochs}"),
                      (self.batch_size >= 1, f"loso.batch_size must be >= 1, got {self.batch_size}"),
                      (self.lr > 0, f"loso.lr must be > 0, got {self.lr}"),
                      (0 < self.gamma_lr <= 1, f"loso.gamma_lr must be in (0, 1], got {self.gamma_lr}"),
+                     (0 <= self.warmup_epochs < self.epochs,
+                      f"loso.warmup_epochs must be in [0, loso.epochs), got {self.warmup_epochs}"),
                      (0 <= self.hflip <= 1, f"loso.hflip is a probability, got {self.hflip}"),
                      (self.shift_px >= 0, f"loso.shift_px must be >= 0, got {self.shift_px}"),
                      (0 <= self.label_smoothing < 1,
@@ -122,6 +131,23 @@ class LosoConfig(Section):
         ``UNKEYED_DEFAULTS`` settings only where they are not their defaults, so the plain path keeps its keys)."""
         return {k: v for k, v in self.as_dict().items() if k not in self.EXECUTION_KEYS and k != "seeds"
                 and not (k in self.UNKEYED_DEFAULTS and v == self.UNKEYED_DEFAULTS[k])}
+
+
+def lr_factor(epoch: int, config: LosoConfig) -> float:
+    """The learning rate of 0-based ``epoch`` over ``loso.lr`` (``loso.lr_schedule``, see ``LosoConfig``)."""
+    if config.lr_schedule == "exponential":
+        return config.gamma_lr ** epoch
+    warmup = config.warmup_epochs
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (config.epochs - warmup)))
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, config: LosoConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch schedule of ``loso.lr_schedule`` (stepped once after every epoch)."""
+    if config.lr_schedule == "exponential":  # torch's own, so the paper's schedule keeps its rounding
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, config))
 
 
 def member_seed(seed: int, member: int, ensemble: int) -> int:
@@ -171,7 +197,7 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
                           form=model_config.sc_form, label_smoothing=config.label_smoothing,
                           class_weight=weight).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
+    scheduler = lr_scheduler(optimizer, config)
     generator = torch.Generator().manual_seed(seed)  # batch order and flips
     forward = training_forward(model, channels_last=config.channels_last, compile=config.compile)
     if config.resident:
