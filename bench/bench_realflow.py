@@ -133,6 +133,11 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
                    V4 + E40 + COSINE),
     "s3_e40_cos_lr4": ("s2 with lr 4e-3", "configs/realflow.yaml", V4 + E40 + COSINE + ["loso.lr=4.0e-3"]),
     "s4_e40_cos_lr8": ("s2 with lr 8e-3", "configs/realflow.yaml", V4 + E40 + COSINE + ["loso.lr=8.0e-3"]),
+    # ninth round: v4 predicting with the mean of its weights over the last epochs (the same training)
+    "q1_swa30": ("v4 with the weights averaged over the last 30 epochs (loso.swa_epochs)", "configs/realflow.yaml",
+                 V4 + ["loso.swa_epochs=30"]),
+    "q2_swa60": ("v4 with the weights averaged over the last 60 epochs", "configs/realflow.yaml",
+                 V4 + ["loso.swa_epochs=60"]),
 }
 #: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs, no test-time flips); x2
 #: moved SC after the last block (recipe v2), y1 doubled its schedule (the leaderboard's recipe_e60 row), z1

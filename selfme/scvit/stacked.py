@@ -34,6 +34,7 @@ from selfme.scvit.losses import _EXCLUDED
 from selfme.scvit.model import SoftmaxEnsemble
 from selfme.scvit.regions import QUADRANTS, positive_region_pairs
 from selfme.scvit.stacked_adam import StackedAdam
+from selfme.scvit.swa import WeightAverage, averages_epoch
 from selfme.scvit.train import LosoConfig, class_weights, lr_scheduler, member_seed
 
 
@@ -184,6 +185,7 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
     scheduler = lr_scheduler(optimizer, config)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     histories: list[list[dict[str, float]]] = [[] for _ in seeds]
+    average = WeightAverage()
     for epoch in range(config.epochs):
         orders = [t[torch.randperm(len(t), generator=g)] for t, g in zip(train, generators)]
         sums = torch.zeros(len(seeds), 4, dtype=torch.float64)   # loss, ce, sc, correct (per fold)
@@ -203,8 +205,11 @@ def train_folds_stacked(x: torch.Tensor, y: torch.Tensor, train: Sequence[torch.
                                  sc.detach().double().cpu() * n, correct], dim=1)
         _append_histories(histories, sums, train, epoch=epoch, lr=optimizer.param_groups[0]["lr"])
         scheduler.step()
+        if averages_epoch(epoch, epochs=config.epochs, swa_epochs=config.swa_epochs):
+            average.update(params)   # every fold has finished the epoch: the same epochs as train_fold
+    final = average.mean() if average.count else params
     for f, model in enumerate(models):
-        model.load_state_dict({**{k: v[f].detach() for k, v in params.items()},
+        model.load_state_dict({**{k: v[f].detach() for k, v in final.items()},
                                **{k: v[f] for k, v in buffers.items()}})
     return models, histories
 

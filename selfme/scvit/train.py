@@ -26,6 +26,7 @@ from selfme.device import AMP_MODES, autocast
 from selfme.scvit.fast import NUMERIC_DEFAULTS, SYNC_MODES, EpochSums, training_forward
 from selfme.scvit.losses import SCViTLoss
 from selfme.scvit.model import SCViT
+from selfme.scvit.swa import WeightAverage, averages_epoch
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class LosoConfig(Section):
     tta_hflip: predict each test sample as the mean softmax of it and its mirror (left and right swapped,
         the horizontal motion negated: the flip that ``hflip`` trains on); a departure, off by default.
     label_smoothing: of the cross-entropy (0: none).
+    swa_epochs: predict with the mean of the weights after each of the last N epochs (``selfme.scvit.swa``;
+        0 or 1: the last epoch's weights).
     class_weight: ``none`` or ``balanced`` (inverse class frequency of the training subjects only).
     seeds: every fold runs once per seed, with its own seed derived from that seed and its
         (dataset, subject); the list does not key a fold's result, each run keys its own seed.
@@ -80,6 +83,7 @@ class LosoConfig(Section):
     shift_px: int = 0
     tta_hflip: bool = False
     label_smoothing: float = 0.0
+    swa_epochs: int = 0
     class_weight: Literal[CLASS_WEIGHTS] = "none"
     seeds: tuple[int, ...] = (0,)
     protocol: Literal[PROTOCOLS] = "per_dataset"
@@ -98,7 +102,7 @@ class LosoConfig(Section):
     EXECUTION_KEYS = ("workers", "device", "threads", "live", "resident")
     #: settings left out of a fold's key at these values (added after results were keyed without them)
     UNKEYED_DEFAULTS = {**NUMERIC_DEFAULTS, "ensemble": 1, "tta_hflip": False, "lr_schedule": "exponential",
-                        "warmup_epochs": 0}
+                        "warmup_epochs": 0, "swa_epochs": 0}
 
     def __post_init__(self) -> None:
         check_rules([(self.epochs >= 1, f"loso.epochs must be >= 1, got {self.epochs}"),
@@ -107,6 +111,8 @@ class LosoConfig(Section):
                      (0 < self.gamma_lr <= 1, f"loso.gamma_lr must be in (0, 1], got {self.gamma_lr}"),
                      (0 <= self.warmup_epochs < self.epochs,
                       f"loso.warmup_epochs must be in [0, loso.epochs), got {self.warmup_epochs}"),
+                     (0 <= self.swa_epochs <= self.epochs,
+                      f"loso.swa_epochs must be in [0, loso.epochs], got {self.swa_epochs}"),
                      (0 <= self.hflip <= 1, f"loso.hflip is a probability, got {self.hflip}"),
                      (self.shift_px >= 0, f"loso.shift_px must be >= 0, got {self.shift_px}"),
                      (0 <= self.label_smoothing < 1,
@@ -204,7 +210,7 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
         x, y = x.to(device), y.to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     live = _open_live(live_dir)
-    history = []
+    history, average = [], WeightAverage()
     for epoch in trange(config.epochs, desc="epochs", leave=False, disable=not progress):
         model.train()
         sums = EpochSums(device, lazy=config.sync == "epoch")
@@ -228,12 +234,16 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, *, model_config: SCViTConfig, c
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **sums.read(len(y))}
         history.append(record)
         scheduler.step()
+        if averages_epoch(epoch, epochs=config.epochs, swa_epochs=config.swa_epochs):
+            average.update(dict(model.named_parameters()))
         if live is not None:
             for name in ("loss", "ce", "sc", "train_acc", "lr"):
                 live.log_metric(f"train/{name}", record[name])
             live.next_step()
     if live is not None:
         live.end()
+    if average.count:
+        model.load_state_dict(average.mean(), strict=False)  # parameters averaged; buffers as they are
     return model, history
 
 
