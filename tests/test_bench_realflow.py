@@ -88,3 +88,30 @@ def test_the_recipe_row_is_round_seven_winner_and_the_default_rows_exist():
     assert set(bench.DEFAULT_ROWS) <= set(bench.ROWS)
     before_v4 = [k for k in bench.ROWS if k not in ("recipe", "recipe_nosc", "ststnet")]
     assert all(effective(bench.ROWS[k])["loso"]["tta_hflip"] is False for k in before_v4)  # they mean what they meant
+
+
+def _seeds_script():
+    spec = importlib.util.spec_from_file_location("realflow_seeds", REPO / "bench" / "realflow_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pooled_seeds_are_the_mean_and_std_of_all_values():
+    import numpy as np
+
+    a, b = [0.81, 0.77, 0.84], [0.79, 0.86]
+    groups = [(len(g), float(np.mean(g)), float(np.std(g, ddof=1))) for g in (a, b)]
+    n, mean, std = _seeds_script().pooled(groups)
+    assert n == 5 and mean == pytest.approx(np.mean(a + b)) and std == pytest.approx(np.std(a + b, ddof=1))
+
+
+def test_runs_sharing_a_seed_are_refused():
+    cell = {"uf1": 0.8, "uf1_std": 0.01, "uf1_ens": 0.81, "n_seeds": 3}
+    run = {"seeds": [0, 1, 2], "results": {r: {p: {"scores": {s: cell for s in ("casme2", "smic", "composite")}}
+                                               for p in ("per_dataset", "composite")} for r in ("a", "b")}}
+    with pytest.raises(ValueError, match="share seeds"):
+        _seeds_script().table([run, run], ["a", "b"])
+    other = {**run, "seeds": [3, 4, 5]}
+    text = _seeds_script().table([run, other], ["a", "b"])
+    assert "| per_dataset | casme2 | 0.800 ± 0.009 (0.810, 0.810) |" in text and "+0.000 ± 0.005" in text

@@ -1,0 +1,80 @@
+"""SC against no SC over more seeds: bench/bench_realflow.py's cells of two runs with disjoint seeds
+(e.g. seeds 0-2 in metrics/realflow.json and 3-5 from ``--seeds 3 4 5 --metrics metrics/realflow_seeds345``)
+pooled per row, protocol and slice: UF1 mean and sample std over all seeds, each run's 3-seed ensemble,
+and the SC effect (first row minus second) with its standard error. A script, not a test.
+
+    python bench/realflow_seeds.py metrics/realflow.json metrics/realflow_seeds345/realflow.json \\
+        --rows recipe recipe_nosc --out metrics/realflow_seeds.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+SLICES = ("casme2", "smic", "composite")
+PROTOCOLS = ("per_dataset", "composite")
+
+
+def pooled(groups: Sequence[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """(n, mean, sample std) of the union of groups given as (n, mean, sample std): the total sum of
+    squares is each group's (n - 1) s^2 plus n (mean - overall mean)^2."""
+    n = sum(g[0] for g in groups)
+    mean = sum(g[0] * g[1] for g in groups) / n
+    squares = sum((g[0] - 1) * g[2] ** 2 + g[0] * (g[1] - mean) ** 2 for g in groups)
+    return n, mean, math.sqrt(squares / (n - 1))
+
+
+def _groups(runs: Sequence[dict[str, Any]], row: str, protocol: str, scope: str) -> list[dict[str, Any]]:
+    return [run["results"][row][protocol]["scores"][scope] for run in runs]
+
+
+def table(runs: Sequence[dict[str, Any]], rows: Sequence[str], metric: str = "uf1") -> str:
+    seeds = [run["seeds"] for run in runs]
+    overlap = set(seeds[0]).intersection(*map(set, seeds[1:]))
+    if overlap:
+        raise ValueError(f"the runs share seeds {sorted(overlap)}: pool runs of disjoint seeds only")
+    head = (f"{metric.upper()} over seeds {sorted(s for group in seeds for s in group)} (runs of seeds "
+            + ", ".join(map(str, seeds)) + f"): mean ± sample std of single models; each run's 3-seed ensemble "
+            f"in brackets; {rows[0]} minus {rows[1]} with its standard error (Welch). Written by "
+            f"bench/realflow_seeds.py.")
+    lines = [head, "", "| protocol | slice | " + " | ".join(rows) + " | difference ± s.e. | ensembles' differences |",
+             "|---|---|" + "---|" * len(rows) + "---|---|"]
+    for protocol in PROTOCOLS:
+        for scope in SLICES:
+            cells, stats, ensembles = [], [], []
+            for row in rows:
+                groups = _groups(runs, row, protocol, scope)
+                n, mean, std = pooled([(g["n_seeds"], g[metric], g[f"{metric}_std"]) for g in groups])
+                ens = [g[f"{metric}_ens"] for g in groups]
+                stats.append((n, mean, std)), ensembles.append(ens)
+                cells.append(f"{mean:.3f} ± {std:.3f} (" + ", ".join(f"{e:.3f}" for e in ens) + ")")
+            (na, ma, sa), (nb, mb, sb) = stats[0], stats[1]
+            se = math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+            diffs = ", ".join(f"{a - b:+.3f}" for a, b in zip(ensembles[0], ensembles[1]))
+            lines.append(f"| {protocol} | {scope} | " + " | ".join(cells) + f" | {ma - mb:+.3f} ± {se:.3f} | {diffs} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="bench/bench_realflow.py metrics JSONs of disjoint seeds")
+    p.add_argument("--rows", nargs=2, default=["recipe", "recipe_nosc"], help="the two rows compared")
+    p.add_argument("--out", default=None, help="markdown file to write (default: print only)")
+    args = p.parse_args(argv)
+    runs = [json.loads(Path(r).read_text(encoding="utf-8")) for r in args.runs]
+    text = table(runs, args.rows)
+    print(text)
+    if args.out:
+        from selfme.io import write_text
+
+        write_text(Path(args.out), text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
