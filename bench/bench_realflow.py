@@ -42,10 +42,12 @@ from typing import Any
 
 import pandas as pd
 
+from selfme.scvit.train import PROTOCOLS
+
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SELFME_SHARED", REPO.parent / "shared")) / "realdata"
+
 SLICES = ("casme2", "smic", "composite")
-PROTOCOLS = ("per_dataset", "composite")
 #: configs/realflow.yaml's 30-epoch schedule, pinned in the rows and tuning candidates that were run with it
 E30 = ["loso.epochs=30", "loso.gamma_lr=0.94"]
 #: the rows and candidates from before round 7 (recipe v4) predict without test-time flips
@@ -140,6 +142,12 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
                  V4 + ["loso.swa_epochs=30"]),
     "q2_swa60": ("v4 with the weights averaged over the last 60 epochs", "configs/realflow.yaml",
                  V4 + ["loso.swa_epochs=60"]),
+    # tenth round: the schedule's length, the lever of rounds 5 and 6 (30 -> 60 -> 120 epochs: 0.727 -> 0.775
+    # -> 0.813 / 0.830), once more, each with v4's overall learning-rate decay (about 0.16)
+    "p1_e180": ("v4 at 180 epochs (ExponentialLR 0.99: 0.99^180 = 0.164)", "configs/realflow.yaml",
+                V4 + ["loso.epochs=180", "loso.gamma_lr=0.99"]),
+    "p2_e240": ("v4 at 240 epochs (ExponentialLR 0.9925: 0.9925^240 = 0.164)", "configs/realflow.yaml",
+                V4 + ["loso.epochs=240", "loso.gamma_lr=0.9925"]),
 }
 #: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs, no test-time flips); x2
 #: moved SC after the last block (recipe v2), y1 doubled its schedule (the leaderboard's recipe_e60 row), z1

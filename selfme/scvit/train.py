@@ -41,7 +41,8 @@ class LosoConfig(Section):
 
     epochs, batch_size, lr, gamma_lr (ExponentialLR factor per epoch), weight_decay: Adam schedule.
     lr_schedule: ``exponential`` (lr * gamma_lr^epoch, the paper's) or ``cosine`` (after warmup_epochs of
-        linear warmup, lr * (1 + cos(pi * t)) / 2 over the rest, t from 0 to (n - 1) / n; gamma_lr unused).
+        linear warmup, lr * (1 + cos(pi * t)) / 2 over the rest, t from 0 to (n - 1) / n; gamma_lr unused;
+        warmup_epochs > 0 is refused under ``exponential``).
     hflip: probability of mirroring a training sample (the horizontal motion changes sign); 0 is off.
     shift_px: random translation of a training sample by up to this many pixels (``selfme.scvit.augment``).
     tta_hflip: predict each test sample as the mean softmax of it and its mirror (left and right swapped,
@@ -111,6 +112,8 @@ class LosoConfig(Section):
                      (0 < self.gamma_lr <= 1, f"loso.gamma_lr must be in (0, 1], got {self.gamma_lr}"),
                      (0 <= self.warmup_epochs < self.epochs,
                       f"loso.warmup_epochs must be in [0, loso.epochs), got {self.warmup_epochs}"),
+                     (self.warmup_epochs == 0 or self.lr_schedule == "cosine",
+                      f"loso.warmup_epochs ({self.warmup_epochs}) needs loso.lr_schedule: cosine"),
                      (0 <= self.swa_epochs <= self.epochs,
                       f"loso.swa_epochs must be in [0, loso.epochs], got {self.swa_epochs}"),
                      (0 <= self.hflip <= 1, f"loso.hflip is a probability, got {self.hflip}"),
@@ -139,10 +142,8 @@ class LosoConfig(Section):
                 and not (k in self.UNKEYED_DEFAULTS and v == self.UNKEYED_DEFAULTS[k])}
 
 
-def lr_factor(epoch: int, config: LosoConfig) -> float:
-    """The learning rate of 0-based ``epoch`` over ``loso.lr`` (``loso.lr_schedule``, see ``LosoConfig``)."""
-    if config.lr_schedule == "exponential":
-        return config.gamma_lr ** epoch
+def cosine_factor(epoch: int, config: LosoConfig) -> float:
+    """``loso.lr_schedule: cosine``'s learning rate of 0-based ``epoch`` over ``loso.lr`` (see ``LosoConfig``)."""
     warmup = config.warmup_epochs
     if epoch < warmup:
         return (epoch + 1) / (warmup + 1)
@@ -153,7 +154,7 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, config: LosoConfig) -> torch.
     """The per-epoch schedule of ``loso.lr_schedule`` (stepped once after every epoch)."""
     if config.lr_schedule == "exponential":  # torch's own, so the paper's schedule keeps its rounding
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma_lr)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, config))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: cosine_factor(epoch, config))
 
 
 def member_seed(seed: int, member: int, ensemble: int) -> int:
