@@ -148,6 +148,12 @@ _TUNING: dict[str, tuple[str, str, list[str]]] = {
                 V4 + ["loso.epochs=180", "loso.gamma_lr=0.99"]),
     "p2_e240": ("v4 at 240 epochs (ExponentialLR 0.9925: 0.9925^240 = 0.164)", "configs/realflow.yaml",
                 V4 + ["loso.epochs=240", "loso.gamma_lr=0.9925"]),
+    # eleventh round: the SC weight. Eq. 14 is a sum over its (i, alpha, beta) terms, the SC loss here their
+    # mean (selfme.scvit.losses), so the paper's omega 0.1 on the sum is omega 0.1 x (terms with positives,
+    # up to 64 at batch 8) on the mean: v4 with omega 1 and 3, between the paper's 0.1 and that reading
+    "o1_omega1": ("v4 with the SC weight omega 1 (10x the paper's 0.1)", "configs/realflow.yaml",
+                  V4 + ["scvit.omega=1.0"]),
+    "o2_omega3": ("v4 with the SC weight omega 3", "configs/realflow.yaml", V4 + ["scvit.omega=3.0"]),
 }
 #: every candidate is relative to t1, the first session's recipe (SC after E, 30 epochs, no test-time flips); x2
 #: moved SC after the last block (recipe v2), y1 doubled its schedule (the leaderboard's recipe_e60 row), z1
