@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from selfme.scvit.train import PROTOCOLS
+from selfme.datasets.protocol import LOSO_PROTOCOLS as PROTOCOLS  # torch-free: realflow_seeds.py imports it
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SELFME_SHARED", REPO.parent / "shared")) / "realdata"

@@ -1,10 +1,15 @@
-"""Class protocols: how each dataset's emotion labels map to the classes of an evaluation protocol.
+"""Class protocols: how each dataset's emotion labels map to the classes of an evaluation protocol;
+and the LOSO protocols, how the folds treat several datasets.
 
 ``megc3`` is the MEGC2019 composite 3-class protocol behind the paper's Table 2 (negative, positive,
 surprise; 'others' dropped). ``casme2_5`` is CASME II's 5-class protocol (26 LOSO folds).
 """
 
 from __future__ import annotations
+
+#: LOSO protocols: ``per_dataset`` (each dataset's subjects alone, the paper's) or ``composite`` (all
+#: datasets pooled, one fold per subject across datasets, MEGC2019's); ``loso.protocol``
+LOSO_PROTOCOLS = ("per_dataset", "composite")
 
 CLASSES = {
     "megc3": ("negative", "positive", "surprise"),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from selfme.config import Section, check_rules
+from selfme.datasets.protocol import LOSO_PROTOCOLS
 from selfme.scvit.factory import SCViTConfig, create_scvit
 from selfme.scvit.augment import augment
 from selfme.device import AMP_MODES, autocast
@@ -31,7 +32,7 @@ from selfme.scvit.swa import WeightAverage, averages_epoch
 log = logging.getLogger(__name__)
 
 CLASS_WEIGHTS = ("none", "balanced")
-PROTOCOLS = ("per_dataset", "composite")
+PROTOCOLS = LOSO_PROTOCOLS  # loso.protocol's choices
 LR_SCHEDULES = ("exponential", "cosine")
 
 
